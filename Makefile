@@ -1,0 +1,42 @@
+# Two commands do all the set-up on a fresh machine that has only Python:
+#   make serve   create .venv, install, build the demo model repository if missing, serve on 127.0.0.1:8000
+#   make test    create .venv, install, run the whole suite
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+REPO   ?= model_repository
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: serve test lint typecheck bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[dev,export,loadtest]'
+	touch $@
+
+$(REPO)/.complete: | $(VENV)/.installed
+	$(VENV)/bin/shopserve export demo --out $(REPO)
+	touch $@
+
+serve: $(VENV)/.installed $(REPO)/.complete
+	$(VENV)/bin/shopserve serve --model-repository $(REPO) --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check server kernels export bench loadtests tests
+	$(VENV)/bin/ruff format --check server kernels export bench loadtests tests
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
+
+bench: $(VENV)/.installed
+	$(PIP) install -q -e '.[bench]'
+	$(VENV)/bin/shopserve bench server
+
+clean:
+	rm -rf $(VENV) $(REPO) .pytest_cache .ruff_cache .mypy_cache
