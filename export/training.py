@@ -1,0 +1,89 @@
+"""Small shared training helpers: seeding, thread limits, a minibatch loop with early stopping.
+
+This machine has 2 cores shared with other jobs: training uses at most 2 torch threads and every
+loop is bounded by epochs, an early-stopping patience and a wall-clock budget.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["FitResult", "fit", "minibatches", "seed_everything", "param_count"]
+
+
+def seed_everything(seed: int, threads: int = 2) -> None:
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+
+
+def param_count(module) -> int:
+    return int(sum(p.numel() for p in module.parameters()))
+
+
+def minibatches(n: int, batch_size: int, rng: np.random.Generator, shuffle: bool = True) -> Iterator[np.ndarray]:
+    order = rng.permutation(n) if shuffle else np.arange(n)
+    for i in range(0, n, batch_size):
+        yield order[i:i + batch_size]
+
+
+@dataclass
+class FitResult:
+    best_score: float
+    epochs: int
+    seconds: float
+
+
+def fit(model, step: Callable[[np.ndarray], object], n_train: int, evaluate: Callable[[], float], *,
+        epochs: int, batch_size: int, lr: float, seed: int, patience: int = 2, budget_s: float = 120.0,
+        desc: str = "train", weight_decay: float = 0.0) -> FitResult:
+    """Adam on `step(batch_idx) -> loss`, keeping the weights of the best `evaluate()` (higher is better).
+
+    Stops after `epochs`, after `patience` epochs without improvement, or when `budget_s` is spent.
+    """
+    import torch
+    from tqdm import tqdm
+
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
+    rng = np.random.default_rng(seed)
+    best, best_state, bad, t0, done = -np.inf, None, 0, time.perf_counter(), 0
+    n_batches = (n_train + batch_size - 1) // batch_size
+    for epoch in range(epochs):
+        model.train()
+        bar = tqdm(minibatches(n_train, batch_size, rng), total=n_batches, desc=f"{desc} {epoch + 1}/{epochs}",
+                   leave=False, file=sys.stderr, mininterval=1.0, disable=None)
+        for idx in bar:
+            opt.zero_grad()
+            loss = step(idx)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+            if time.perf_counter() - t0 > budget_s:
+                break
+        model.eval()
+        with torch.no_grad():
+            score = float(evaluate())
+        done = epoch + 1
+        print(f"  {desc}: epoch {done} valid {score:.4f}", file=sys.stderr)
+        if score > best:
+            best, best_state, bad = score, copy.deepcopy(model.state_dict()), 0
+        else:
+            bad += 1
+        if bad >= patience or time.perf_counter() - t0 > budget_s:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return FitResult(float(best), done, round(time.perf_counter() - t0, 1))
