@@ -1,0 +1,190 @@
+"""Scoring item ranges against queries and offering the scores to per-query heaps.
+
+Shared by the exact scan (`topk.py`) and the IVF lists (`ivf.py`). Items are float32, uint16
+(float16 bits) or int8 rows with a float32 per-row scale (ones for float storage); the score of
+item i for query q is `scale[i] * dot(widen(items[i]), queries[q])`.
+
+Eligibility of an item id: `filter_mode` 0 = all items, 1 = `mask[id] != 0` (uint8 per item),
+2 = bit `id % 64` of `bitset[id // 64]` (uint64 words). Per-query exclusions are CSR
+(`ex_indptr` int64[b + 1], `ex_sorted` int64, each query's segment sorted ascending) and are only
+looked up for scores that already beat the query's current k-th score, so they cost almost nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._heap import heap_push
+from ._widen import widen
+
+__all__ = [
+    "FASTMATH",
+    "TILE_ROWS",
+    "convert_tile",
+    "is_allowed",
+    "is_excluded",
+    "offer",
+    "score_rows_small_batch",
+    "score_tile_4x4",
+]
+
+# No `nnan`/`ninf`: -inf is the "empty slot" score and comparisons with it must stay exact.
+FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+# 256 rows x 64 dims x 4 B = 64 KiB of converted tile: stays in L2 while all queries use it.
+TILE_ROWS = 256
+
+
+@njit(inline="always", nogil=True, cache=True)
+def is_allowed(filter_mode, mask, bitset, item_id):  # type: ignore[no-untyped-def]
+    if filter_mode == 0:
+        return True
+    if filter_mode == 1:
+        return mask[item_id] != 0
+    return (bitset[item_id >> 6] >> np.uint64(item_id & 63)) & np.uint64(1) != 0
+
+
+@njit(nogil=True, cache=True)
+def is_excluded(ex_indptr, ex_sorted, q, item_id):  # type: ignore[no-untyped-def]
+    lo = ex_indptr[q]
+    hi = ex_indptr[q + 1]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        v = ex_sorted[mid]
+        if v == item_id:
+            return True
+        if v < item_id:
+            lo = mid + 1
+        else:
+            hi = mid
+    return False
+
+
+@njit(inline="always", nogil=True, cache=True)
+def offer(heap_s, heap_i, counts, slot, q, k, s, item_id, ex_indptr, ex_sorted):  # type: ignore[no-untyped-def]
+    """Offer score s of item_id to heap `slot` (rows of heap_s / heap_i) for query q."""
+    c = counts[slot]
+    if c == k and (s < heap_s[slot, 0] or (s == heap_s[slot, 0] and item_id > heap_i[slot, 0])):
+        return
+    if ex_indptr[q + 1] > ex_indptr[q] and is_excluded(ex_indptr, ex_sorted, q, item_id):
+        return
+    counts[slot] = heap_push(heap_s[slot], heap_i[slot], c, k, s, item_id)
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def score_rows_small_batch(  # type: ignore[no-untyped-def]
+    items,
+    scales,
+    row_ids,
+    use_row_ids,
+    r0,
+    r1,
+    queries,
+    q0,
+    q1,
+    heap_base,
+    k,
+    filter_mode,
+    mask,
+    bitset,
+    ex_indptr,
+    ex_sorted,
+    heap_s,
+    heap_i,
+    counts,
+):
+    """Score rows r0..r1 of items against queries q0..q1 one row at a time (few queries).
+
+    Each row is read once and kept in L1 for every query; heap slot of query q is heap_base + q - q0.
+    row_ids: int64 ids of the rows when use_row_ids (IVF order), else row number = id.
+    """
+    d = items.shape[1]
+    for r in range(r0, r1):
+        item_id = row_ids[r] if use_row_ids else r
+        if not is_allowed(filter_mode, mask, bitset, item_id):
+            continue
+        scale = scales[r]
+        for q in range(q0, q1):
+            acc = np.float32(0.0)
+            for j in range(d):
+                acc += widen(items[r, j]) * queries[q, j]
+            offer(
+                heap_s,
+                heap_i,
+                counts,
+                heap_base + q - q0,
+                q,
+                k,
+                acc * scale,
+                item_id,
+                ex_indptr,
+                ex_sorted,
+            )
+
+
+@njit(nogil=True, cache=True)
+def convert_tile(items, r0, rows, out_tile):  # type: ignore[no-untyped-def]
+    """Widen items[r0:r0+rows] into out_tile[:rows] (float32); zero the padding rows."""
+    d = items.shape[1]
+    for r in range(rows):
+        for j in range(d):
+            out_tile[r, j] = widen(items[r0 + r, j])
+    for r in range(rows, out_tile.shape[0]):
+        for j in range(d):
+            out_tile[r, j] = 0.0
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def score_tile_4x4(tile, rows, queries_pad, out_s):  # type: ignore[no-untyped-def]
+    """out_s[r, q] = dot(tile[r], queries_pad[q]) for r < rows (rounded up to 4), all q.
+
+    tile: float32[TILE_ROWS, d]; queries_pad: float32[b4, d] with b4 % 4 == 0 (zero rows pad);
+    out_s: float32[TILE_ROWS, b4]. 4 items x 4 queries share every load: 16 running sums.
+    """
+    d = tile.shape[1]
+    b4 = queries_pad.shape[0]
+    for r in range(0, rows, 4):
+        for c in range(0, b4, 4):
+            a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = np.float32(0.0)
+            a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = np.float32(0.0)
+            for j in range(d):
+                x0 = tile[r, j]
+                x1 = tile[r + 1, j]
+                x2 = tile[r + 2, j]
+                x3 = tile[r + 3, j]
+                y0 = queries_pad[c, j]
+                y1 = queries_pad[c + 1, j]
+                y2 = queries_pad[c + 2, j]
+                y3 = queries_pad[c + 3, j]
+                a00 += x0 * y0
+                a01 += x0 * y1
+                a02 += x0 * y2
+                a03 += x0 * y3
+                a10 += x1 * y0
+                a11 += x1 * y1
+                a12 += x1 * y2
+                a13 += x1 * y3
+                a20 += x2 * y0
+                a21 += x2 * y1
+                a22 += x2 * y2
+                a23 += x2 * y3
+                a30 += x3 * y0
+                a31 += x3 * y1
+                a32 += x3 * y2
+                a33 += x3 * y3
+            out_s[r, c] = a00
+            out_s[r, c + 1] = a01
+            out_s[r, c + 2] = a02
+            out_s[r, c + 3] = a03
+            out_s[r + 1, c] = a10
+            out_s[r + 1, c + 1] = a11
+            out_s[r + 1, c + 2] = a12
+            out_s[r + 1, c + 3] = a13
+            out_s[r + 2, c] = a20
+            out_s[r + 2, c + 1] = a21
+            out_s[r + 2, c + 2] = a22
+            out_s[r + 2, c + 3] = a23
+            out_s[r + 3, c] = a30
+            out_s[r + 3, c + 1] = a31
+            out_s[r + 3, c + 2] = a32
+            out_s[r + 3, c + 3] = a33

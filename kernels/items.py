@@ -1,0 +1,86 @@
+"""`ItemMatrix`: an item embedding matrix in its storage dtype, validated once.
+
+Checking 1M x 64 items for NaN costs tens of milliseconds, far beyond a request's budget, so the
+check happens when the matrix is built (at load time), and the kernels take the checked matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["STORAGE_DTYPES", "ItemMatrix"]
+
+STORAGE_DTYPES = ("float32", "float16", "int8")
+
+
+@dataclass(frozen=True, eq=False)
+class ItemMatrix:
+    """Items as stored: `data` float32 / uint16 (float16 bits) / int8 [n_items, dim], C order;
+    `scales` float32 [n_items]: score = scale * dot(data_row, query) (ones unless int8).
+
+    Build it with `from_array` (checks values) or `quantize`; `dtype` names the storage.
+    """
+
+    data: np.ndarray
+    scales: np.ndarray
+    dtype: str
+
+    @property
+    def n_items(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.data.shape[1])
+
+    def to_float32(self) -> np.ndarray:
+        """Dequantised float32 copy [n_items, dim]."""
+        if self.dtype == "float16":
+            return self.data.view(np.float16).astype(np.float32)
+        return self.data.astype(np.float32) * self.scales[:, None]
+
+    @classmethod
+    def from_array(cls, items: np.ndarray, scales: np.ndarray | None = None) -> ItemMatrix:
+        """Wrap float32, float16 or int8 (with float32 `scales` [n]) items; reject NaN / inf."""
+        a = np.asarray(items)
+        if a.ndim != 2 or a.shape[1] == 0:
+            raise ValueError(f"items: expected shape [n_items, dim], got {list(a.shape)}")
+        n = a.shape[0]
+        if a.dtype == np.int8:
+            if scales is None:
+                raise ValueError("scales: int8 items need float32 per-row scales [n_items]")
+            s = np.ascontiguousarray(scales, dtype=np.float32)
+            if s.shape != (n,) or not np.isfinite(s).all():
+                raise ValueError(
+                    f"scales: expected finite float32 [{n}], got shape {list(s.shape)}"
+                )
+            return cls(np.ascontiguousarray(a), s, "int8")
+        if scales is not None:
+            raise ValueError("scales: only int8 items take per-row scales")
+        if a.dtype not in (np.float32, np.float16):
+            raise ValueError(f"items: expected float32, float16 or int8, got dtype {a.dtype}")
+        if not np.isfinite(a).all():
+            raise ValueError("items: contains NaN or infinite values")
+        ones = np.ones(n, np.float32)
+        if a.dtype == np.float16:
+            return cls(np.ascontiguousarray(a).view(np.uint16), ones, "float16")
+        return cls(np.ascontiguousarray(a), ones, "float32")
+
+    @classmethod
+    def quantize(cls, items: np.ndarray, dtype: str) -> ItemMatrix:
+        """Store float items as `dtype`: int8 uses a symmetric per-row scale max|x| / 127."""
+        a = np.asarray(items, dtype=np.float32)
+        if dtype == "float32":
+            return cls.from_array(a)
+        if dtype == "float16":
+            return cls.from_array(a.astype(np.float16))
+        if dtype != "int8":
+            raise ValueError(f"dtype: expected one of {STORAGE_DTYPES}, got {dtype!r}")
+        if a.ndim != 2 or not np.isfinite(a).all():
+            raise ValueError("items: expected finite values of shape [n_items, dim]")
+        peak = np.abs(a).max(axis=1)
+        scales = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+        q = np.rint(a / scales[:, None]).clip(-127, 127).astype(np.int8)
+        return cls.from_array(q, scales)

@@ -1,0 +1,175 @@
+"""Exact maximum-inner-product top-k over an item matrix, with item filters and exclusions."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from ._heap import heap_push, heap_sorted_into
+from ._scan import (
+    TILE_ROWS,
+    convert_tile,
+    is_allowed,
+    offer,
+    score_rows_small_batch,
+    score_tile_4x4,
+)
+from ._validate import check_exclusions, check_filter, check_k, check_out, check_queries
+from .items import ItemMatrix
+
+__all__ = ["SMALL_BATCH", "topk_inner_product"]
+
+# Below this many queries each item row is scored straight from memory (the scan is memory
+# bound); from it on, tiles are widened to float32 once and scored 4 items x 4 queries at a time.
+SMALL_BATCH = 4
+
+
+@njit(nogil=True, cache=True, parallel=True)
+def _topk_exact(  # type: ignore[no-untyped-def]
+    queries,
+    items,
+    scales,
+    k,
+    filter_mode,
+    mask,
+    bitset,
+    ex_indptr,
+    ex_sorted,
+    n_threads,
+    out_ids,
+    out_scores,
+):
+    """queries float32[b, d]; items float32|uint16|int8 [n, d]; scales float32[n];
+    out_ids int64[b, k], out_scores float32[b, k]. Items split into one chunk per thread, each
+    with its own heaps per query (n_threads: numba.get_num_threads() of the caller); the chunks' heaps are merged per query at the end."""
+    b, d = queries.shape
+    n = items.shape[0]
+    n_tiles = (n + TILE_ROWS - 1) // TILE_ROWS
+    n_chunks = max(1, min(n_threads, n_tiles))
+    heap_s = np.empty((n_chunks * b, k), np.float32)
+    heap_i = np.empty((n_chunks * b, k), np.int64)
+    counts = np.zeros(n_chunks * b, np.int64)
+    no_ids = np.zeros(0, np.int64)
+    b4 = (b + 3) // 4 * 4
+    queries_pad = np.zeros((b4, d), np.float32)
+    queries_pad[:b] = queries
+    for c in prange(n_chunks):
+        t0 = c * n_tiles // n_chunks
+        t1 = (c + 1) * n_tiles // n_chunks
+        r_start = t0 * TILE_ROWS
+        r_stop = min(n, t1 * TILE_ROWS)
+        base = c * b
+        if b < SMALL_BATCH:
+            score_rows_small_batch(
+                items,
+                scales,
+                no_ids,
+                False,
+                r_start,
+                r_stop,
+                queries,
+                0,
+                b,
+                base,
+                k,
+                filter_mode,
+                mask,
+                bitset,
+                ex_indptr,
+                ex_sorted,
+                heap_s,
+                heap_i,
+                counts,
+            )
+            continue
+        tile = np.empty((TILE_ROWS, d), np.float32)
+        tile_s = np.empty((TILE_ROWS, b4), np.float32)
+        for r0 in range(r_start, r_stop, TILE_ROWS):
+            rows = min(TILE_ROWS, r_stop - r0)
+            convert_tile(items, r0, rows, tile)
+            score_tile_4x4(tile, rows, queries_pad, tile_s)
+            for r in range(rows):
+                item_id = r0 + r
+                if not is_allowed(filter_mode, mask, bitset, item_id):
+                    continue
+                scale = scales[item_id]
+                for q in range(b):
+                    offer(
+                        heap_s,
+                        heap_i,
+                        counts,
+                        base + q,
+                        q,
+                        k,
+                        tile_s[r, q] * scale,
+                        item_id,
+                        ex_indptr,
+                        ex_sorted,
+                    )
+    _merge_heaps(heap_s, heap_i, counts, n_chunks, b, k, out_ids, out_scores)
+
+
+@njit(nogil=True, cache=True, parallel=True)
+def _merge_heaps(heap_s, heap_i, counts, n_parts, b, k, out_ids, out_scores):  # type: ignore[no-untyped-def]
+    """Per query q, merge heaps at slots p * b + q (p < n_parts) into sorted out_* rows."""
+    for q in prange(b):
+        if n_parts == 1:
+            heap_sorted_into(heap_s[q], heap_i[q], counts[q], out_scores[q], out_ids[q])
+            continue
+        ms = np.empty(k, np.float32)
+        mi = np.empty(k, np.int64)
+        m = 0
+        for p in range(n_parts):
+            slot = p * b + q
+            for j in range(counts[slot]):
+                m = heap_push(ms, mi, m, k, heap_s[slot, j], heap_i[slot, j])
+        heap_sorted_into(ms, mi, m, out_scores[q], out_ids[q])
+
+
+def topk_inner_product(
+    queries: np.ndarray,
+    items: ItemMatrix,
+    k: int,
+    *,
+    item_mask: np.ndarray | None = None,
+    item_bitset: np.ndarray | None = None,
+    exclude_indptr: np.ndarray | None = None,
+    exclude_indices: np.ndarray | None = None,
+    out_ids: np.ndarray | None = None,
+    out_scores: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k items by inner product for each query.
+
+    queries: float [b, dim] (or [dim]); items: `ItemMatrix` (float32, float16 or int8 + scales);
+    k: 1..1000. item_mask: bool/uint8 [n_items] (True = eligible) or item_bitset: uint64
+    [ceil(n_items / 64)] (bit i % 64 of word i // 64). exclude_indptr int [b + 1] and
+    exclude_indices int (ids) give per-query exclusions in CSR form.
+    Returns (ids int64 [b, k], scores float32 [b, k]), written into out_ids / out_scores when
+    given: sorted by score descending, equal scores by lower id. Where fewer than k items are
+    eligible, the rows end with id -1 and score -inf.
+    """
+    if not isinstance(items, ItemMatrix):
+        raise ValueError("items: expected an ItemMatrix (ItemMatrix.from_array checks values once)")
+    q = check_queries(queries, items.dim)
+    k = check_k(k)
+    b = q.shape[0]
+    mode, mask, bitset = check_filter(items.n_items, item_mask, item_bitset)
+    ex_indptr, ex_sorted = check_exclusions(b, items.n_items, exclude_indptr, exclude_indices)
+    ids = check_out(out_ids, "out_ids", (b, k), np.int64)
+    scores = check_out(out_scores, "out_scores", (b, k), np.float32)
+    _topk_exact(
+        q,
+        items.data,
+        items.scales,
+        k,
+        mode,
+        mask,
+        bitset,
+        ex_indptr,
+        ex_sorted,
+        numba.get_num_threads(),
+        ids,
+        scores,
+    )
+    return ids, scores
