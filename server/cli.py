@@ -12,7 +12,9 @@ __all__ = ["main"]
 
 
 def _serve(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="shopserve serve", description="Serve a model repository.")
+    parser = argparse.ArgumentParser(
+        prog="shopserve serve", description="Serve a model repository."
+    )
     parser.add_argument("--model-repository", type=Path, default=None)
     parser.add_argument("--host", default=None)
     parser.add_argument("--port", type=int, default=None)

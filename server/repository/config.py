@@ -169,7 +169,9 @@ class ModelConfig(_Base):
         if self.dynamic_batching is not None:
             if self.max_batch_size == 0:
                 raise ValueError("dynamic_batching needs max_batch_size > 0")
-            too_big = [p for p in self.dynamic_batching.preferred_batch_size if p > self.max_batch_size]
+            too_big = [
+                p for p in self.dynamic_batching.preferred_batch_size if p > self.max_batch_size
+            ]
             if too_big:
                 raise ValueError(
                     f"preferred_batch_size {too_big} exceeds max_batch_size {self.max_batch_size}"
@@ -186,8 +188,6 @@ class ModelConfig(_Base):
         if self.dynamic_batching is None:
             return QueuePolicy()
         return self.dynamic_batching.default_queue_policy
-
-
 
 
 def decode_config(text: str | bytes) -> ModelConfig:
@@ -213,10 +213,15 @@ def triton_config(config: ModelConfig) -> dict[str, Any]:
         "input": [tensor(t) for t in config.input],
         "output": [tensor(t) for t in config.output],
         "instance_group": [
-            {"name": f"{config.name}_0", "count": config.instances.count, "kind": config.instances.kind}
+            {
+                "name": f"{config.name}_0",
+                "count": config.instances.count,
+                "kind": config.instances.kind,
+            }
         ],
         "default_model_filename": config.default_model_filename,
-        "version_policy": msgspec.to_builtins(config.version_policy) or {"latest": {"num_versions": 1}},
+        "version_policy": msgspec.to_builtins(config.version_policy)
+        or {"latest": {"num_versions": 1}},
         "parameters": {k: {"string_value": str(v)} for k, v in config.parameters.items()},
     }
     db = config.dynamic_batching

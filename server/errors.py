@@ -1,0 +1,75 @@
+"""One error hierarchy; status codes and short codes are class data. `error_body` turns any of
+them into the one JSON body that every endpoint (V2 and /v1) answers with."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "BadRequest",
+    "DeadlineExceeded",
+    "InferenceFailed",
+    "InternalError",
+    "ModelNotFound",
+    "ModelNotReady",
+    "Overloaded",
+    "PayloadTooLarge",
+    "ShopserveError",
+]
+
+
+class ShopserveError(Exception):
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "internal"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class BadRequest(ShopserveError):
+    """Invalid input: the message names the field."""
+
+    status_code = 400
+    code = "invalid_input"
+
+
+class ModelNotFound(ShopserveError):
+    status_code = 404
+    code = "not_found"
+
+
+class PayloadTooLarge(ShopserveError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class Overloaded(ShopserveError):
+    status_code = 429
+    code = "overloaded"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, retry_after_s))})
+
+
+class InternalError(ShopserveError):
+    status_code = 500
+    code = "internal"
+
+
+class InferenceFailed(ShopserveError):
+    """The model raised while running a batch; every request of that batch gets this."""
+
+    status_code = 500
+    code = "inference_failed"
+
+
+class ModelNotReady(ShopserveError):
+    status_code = 503
+    code = "not_ready"
+
+
+class DeadlineExceeded(ShopserveError):
+    status_code = 504
+    code = "deadline_exceeded"

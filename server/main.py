@@ -1,0 +1,55 @@
+"""`shopserve serve`: settings read once, then uvicorn (httptools + uvloop by default, measured in
+docs/performance.md). SIGTERM: uvicorn stops accepting and finishes in-flight requests, then the
+lifespan drains every model queue; the process exits 0."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import uvicorn
+
+from server.app import create_app
+from server.logs import configure_logging
+from server.settings import load_settings
+
+__all__ = ["run"]
+
+log = logging.getLogger("shopserve")
+
+
+def run(
+    *,
+    config_file: Path | None = None,
+    model_repository: Path | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    log_level: str | None = None,
+) -> int:
+    settings = load_settings(
+        config_file,
+        model_repository=model_repository,
+        host=host,
+        port=port,
+        log_level=log_level,
+    )
+    configure_logging(settings.log_level, settings.log_format)
+    if not settings.repository_path.is_dir():
+        log.error("model repository %s does not exist", settings.repository_path)
+        return 2
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        http=settings.http,
+        loop=settings.loop,
+        lifespan="on",
+        access_log=settings.access_log,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=settings.graceful_timeout_s,
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 1

@@ -1,0 +1,127 @@
+"""Prometheus metrics, one registry per app. Names follow Triton's where Triton has the metric
+(`nv_inference_*` -> `shopserve_inference_*`, same meaning and unit); docs/metrics.md maps them."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["Metrics"]
+
+_LATENCY_BUCKETS_S = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = ("model", "version")
+        r = self.registry
+        self.success = Counter(
+            "shopserve_inference_request_success",
+            "Successful inference requests (nv_inference_request_success)",
+            labels,
+            registry=r,
+        )
+        self.failure = Counter(
+            "shopserve_inference_request_failure",
+            "Failed inference requests by reason (nv_inference_request_failure)",
+            (*labels, "reason"),
+            registry=r,
+        )
+        self.count = Counter(
+            "shopserve_inference_count",
+            "Inferences performed: rows, a batch of n counts n (nv_inference_count)",
+            labels,
+            registry=r,
+        )
+        self.exec_count = Counter(
+            "shopserve_inference_exec_count",
+            "Model executions: batches run (nv_inference_exec_count)",
+            labels,
+            registry=r,
+        )
+        self.request_us = Counter(
+            "shopserve_inference_request_duration_us",
+            "Cumulative end-to-end request time in us (nv_inference_request_duration_us)",
+            labels,
+            registry=r,
+        )
+        self.queue_us = Counter(
+            "shopserve_inference_queue_duration_us",
+            "Cumulative queue time in us (nv_inference_queue_duration_us)",
+            labels,
+            registry=r,
+        )
+        self.compute_infer_us = Counter(
+            "shopserve_inference_compute_infer_duration_us",
+            "Cumulative model run time in us (nv_inference_compute_infer_duration_us)",
+            labels,
+            registry=r,
+        )
+        self.rejected = Counter(
+            "shopserve_inference_rejected",
+            "Requests refused because the queue was full (429)",
+            labels,
+            registry=r,
+        )
+        self.expired = Counter(
+            "shopserve_inference_expired",
+            "Requests whose deadline passed before they ran (504)",
+            labels,
+            registry=r,
+        )
+        self.pending = Gauge(
+            "shopserve_inference_pending_request_count",
+            "Requests queued or running (nv_inference_pending_request_count)",
+            labels,
+            registry=r,
+        )
+        self.request_s = Histogram(
+            "shopserve_request_duration_seconds",
+            "End-to-end inference time per request",
+            labels,
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.queue_s = Histogram(
+            "shopserve_queue_duration_seconds",
+            "Time a request waited in the model queue",
+            labels,
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.compute_s = Histogram(
+            "shopserve_compute_duration_seconds",
+            "Batch compute time (collate, run, split) per request",
+            labels,
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "shopserve_batch_size",
+            "Rows per executed batch",
+            labels,
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "shopserve_http_requests",
+            "HTTP requests by route and status",
+            ("route", "status"),
+            registry=r,
+        )

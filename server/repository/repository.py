@@ -1,0 +1,256 @@
+"""The model repository: scan `<root>/<name>/config.toml` + numeric version folders, load and
+unload models, report broken ones (file, field, reason) without stopping the others.
+
+State lives on the instance (one per app); loads run ONNX Runtime and warm-up in a thread so the
+event loop keeps answering, and a reload swaps the new versions in before draining the old."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from server.errors import BadRequest, ModelNotFound, ModelNotReady
+from server.metrics import Metrics
+from server.model import LoadedModel
+from server.repository.config import ModelConfig, load_config
+from server.runtime.session import ModelLoadError, OrtModel
+
+__all__ = ["ModelEntry", "ModelRepository", "PlatformLoader"]
+
+log = logging.getLogger("shopserve.repository")
+
+PlatformLoader = Callable[[ModelConfig, int, Path, "ModelRepository"], Any]
+"""Builds a served object for a non-ONNX platform (e.g. the shop pipelines); blocking."""
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    state: str = "UNAVAILABLE"  # READY | UNAVAILABLE | LOADING | UNLOADING
+    reason: str = ""
+    config: ModelConfig | None = None
+    versions: dict[int, Any] = field(default_factory=dict)  # version -> LoadedModel or pipeline
+    version_errors: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "READY" and bool(self.versions)
+
+
+def _describe_config_error(path: Path, exc: Exception) -> str:
+    if isinstance(exc, msgspec.ValidationError):
+        return f"{path}: invalid field: {exc}"
+    if isinstance(exc, msgspec.DecodeError):
+        return f"{path}: not valid TOML: {exc}"
+    return f"{path}: {exc}"
+
+
+class ModelRepository:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        metrics: Metrics | None = None,
+        device_setting: str = "auto",
+        platform_loaders: dict[str, PlatformLoader] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.metrics = metrics
+        self.device_setting = device_setting
+        self.platform_loaders = dict(platform_loaders or {})
+        self.entries: dict[str, ModelEntry] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.graceful_timeout_s = 30.0
+
+    # -- discovery -------------------------------------------------------------------------------
+
+    def scan(self) -> list[str]:
+        """Model folder names under the root (a folder is a model if it is a directory)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
+
+    def index(self) -> list[dict[str, str]]:
+        """Triton's repository index: every model folder and every loaded/failed version."""
+        out: list[dict[str, str]] = []
+        for name in sorted(set(self.scan()) | set(self.entries)):
+            entry = self.entries.get(name)
+            if entry is None:
+                out.append(
+                    {"name": name, "version": "", "state": "UNAVAILABLE", "reason": "not loaded"}
+                )
+                continue
+            if not entry.versions and not entry.version_errors:
+                out.append(
+                    {"name": name, "version": "", "state": entry.state, "reason": entry.reason}
+                )
+            for v in sorted(entry.versions):
+                out.append({"name": name, "version": str(v), "state": entry.state, "reason": ""})
+            for v, why in sorted(entry.version_errors.items()):
+                out.append({"name": name, "version": str(v), "state": "UNAVAILABLE", "reason": why})
+        return out
+
+    # -- lookups ---------------------------------------------------------------------------------
+
+    def entry(self, name: str) -> ModelEntry:
+        entry = self.entries.get(name)
+        if entry is None:
+            if name in self.scan():
+                raise ModelNotReady(f"model '{name}' is not loaded")
+            raise ModelNotFound(f"unknown model '{name}'")
+        return entry
+
+    def get(self, name: str, version: str | int | None = None) -> Any:
+        """The served version (highest when not given); 404 unknown, 503 not ready."""
+        entry = self.entry(name)
+        if version in (None, ""):
+            if not entry.ready:
+                raise ModelNotReady(f"model '{name}' is not ready: {entry.reason or entry.state}")
+            return entry.versions[max(entry.versions)]
+        try:
+            v = int(version)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise BadRequest(f"model_version: '{version}' is not a version number") from None
+        if v in entry.versions and entry.state == "READY":
+            return entry.versions[v]
+        if v in entry.version_errors:
+            raise ModelNotReady(
+                f"model '{name}' version {v} is not ready: {entry.version_errors[v]}"
+            )
+        if entry.state != "READY" and v in entry.versions:
+            raise ModelNotReady(f"model '{name}' is {entry.state.lower()}")
+        raise ModelNotFound(f"unknown version {v} of model '{name}'")
+
+    def ready_models(self) -> list[Any]:
+        return [m for e in self.entries.values() if e.ready for m in e.versions.values()]
+
+    # -- load / unload -----------------------------------------------------------------------------
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        if name not in self._locks:
+            self._locks[name] = asyncio.Lock()
+        return self._locks[name]
+
+    async def load_all(self, names: list[str] | None = None) -> None:
+        for name in names if names is not None else self.scan():
+            await self.load(name, raise_on_error=False)
+
+    async def load(self, name: str, *, raise_on_error: bool = True) -> ModelEntry:
+        """Load (or reload) a model. A broken model is recorded with its reason; with
+        `raise_on_error` the caller gets a 400 naming the file and field."""
+        if name not in self.scan():
+            raise ModelNotFound(f"no model folder '{name}' in the repository {self.root}")
+        async with self._lock(name):
+            old = self.entries.get(name)
+            new = ModelEntry(name=name, state="LOADING")
+            if old is None:
+                self.entries[name] = new
+            try:
+                built = await asyncio.to_thread(self._build, name, new)
+            except Exception as exc:  # broken config or file: report, keep serving the rest
+                reason = (
+                    str(exc)
+                    if isinstance(exc, ModelLoadError | ValueError)
+                    else f"{type(exc).__name__}: {exc}"
+                )
+                log.error("model %s failed to load: %s", name, reason)
+                new.state, new.reason = "UNAVAILABLE", reason
+                if old is None or not old.ready:
+                    self.entries[name] = new
+                if raise_on_error:
+                    raise BadRequest(f"failed to load model '{name}': {reason}") from None
+                return new
+            for m in built.values():
+                if isinstance(m, LoadedModel):
+                    m.start()
+            new.versions = built
+            new.state = "READY"
+            self.entries[name] = new
+            if old is not None and old is not new:
+                await self._close_versions(old)
+            log.info("model %s ready: versions %s", name, sorted(built))
+            return new
+
+    def _build(self, name: str, entry: ModelEntry) -> dict[int, Any]:
+        folder = self.root / name
+        cfg_path = folder / "config.toml"
+        if not cfg_path.is_file():
+            raise ModelLoadError(f"{cfg_path}: missing config.toml")
+        try:
+            config = load_config(cfg_path)
+        except (msgspec.ValidationError, msgspec.DecodeError, OSError) as exc:
+            raise ModelLoadError(_describe_config_error(cfg_path, exc)) from None
+        if config.name != name:
+            raise ModelLoadError(
+                f"{cfg_path}: field `name` is '{config.name}' but the folder is '{name}'"
+            )
+        entry.config = config
+        available = sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
+        versions = config.version_policy.select(available)
+        if not versions:
+            raise ModelLoadError(
+                f"{folder}: no version folder matches version_policy (found {available or 'none'})"
+            )
+        built: dict[int, Any] = {}
+        for v in versions:
+            try:
+                built[v] = self._build_version(config, v, folder / str(v))
+            except ModelLoadError as exc:
+                entry.version_errors[v] = str(exc)
+                log.error("model %s version %d failed: %s", name, v, exc)
+        if not built:
+            raise ModelLoadError("; ".join(entry.version_errors.values()))
+        return built
+
+    def _build_version(self, config: ModelConfig, version: int, folder: Path) -> Any:
+        if config.platform != "onnxruntime_onnx":
+            loader = self.platform_loaders.get(config.platform)
+            if loader is None:
+                raise ModelLoadError(
+                    f"{folder}: platform '{config.platform}' has no loader in this server"
+                )
+            try:
+                return loader(config, version, folder, self)
+            except ModelLoadError:
+                raise
+            except Exception as exc:
+                raise ModelLoadError(f"{folder}: {type(exc).__name__}: {exc}") from exc
+        path = folder / config.default_model_filename
+        if not path.is_file():
+            raise ModelLoadError(f"{path}: model file missing")
+        runner = OrtModel(path, config, self.device_setting)
+        model = LoadedModel(config, version, runner, self.metrics)
+        try:
+            model.warmup()
+        except Exception as exc:
+            raise ModelLoadError(f"{path}: warm-up failed: {type(exc).__name__}: {exc}") from exc
+        return model
+
+    async def unload(self, name: str) -> None:
+        entry = self.entry(name)
+        async with self._lock(name):
+            entry.state = "UNLOADING"
+            await self._close_versions(entry)
+            entry.versions = {}
+            entry.state, entry.reason = "UNAVAILABLE", "unloaded"
+
+    async def _close_versions(self, entry: ModelEntry) -> None:
+        for m in list(entry.versions.values()):
+            close = getattr(m, "close", None)
+            if close is not None:
+                await close(self.graceful_timeout_s)
+
+    async def close(self) -> None:
+        """Drain every model: queued and running requests finish."""
+        for entry in list(self.entries.values()):
+            if entry.versions:
+                entry.state = "UNLOADING"
+                await self._close_versions(entry)

@@ -1,0 +1,101 @@
+"""Errors mapped to responses in exactly one place: every exception, ours or Litestar's, becomes
+`{"error": "<message naming the field>", "code": "<short_code>", "request_id": "<id>"}`."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from server.errors import ShopserveError
+
+__all__ = ["error_response", "exception_handlers", "request_id_of"]
+
+log = logging.getLogger("shopserve.http")
+_encoder = msgspec.json.Encoder()
+
+_HTTP_CODES = {
+    400: "invalid_input",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "overloaded",
+    503: "not_ready",
+    504: "deadline_exceeded",
+}
+
+
+def request_id_of(request: Request) -> str:
+    """The request's id: the client's `X-Request-Id`, else one made here and kept on the scope."""
+    state = request.scope.setdefault("state", {})
+    rid = state.get("request_id")
+    if rid is None:
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        state["request_id"] = rid
+    return rid
+
+
+def error_response(
+    status: int, code: str, message: str, request_id: str, headers: dict[str, str] | None = None
+) -> Response:
+    body = _encoder.encode({"error": message, "code": code, "request_id": request_id})
+    return Response(
+        content=body,
+        status_code=status,
+        media_type="application/json",
+        headers={"X-Request-Id": request_id, **(headers or {})},
+    )
+
+
+def _ours(request: Request, exc: ShopserveError) -> Response:
+    rid = request_id_of(request)
+    if exc.status_code >= 500 and exc.status_code != 503 and exc.status_code != 504:
+        log.error("request %s failed: %s", rid, exc.message, extra={"request_id": rid})
+    return error_response(exc.status_code, exc.code, exc.message, rid, exc.headers)
+
+
+def _validation(request: Request, exc: ValidationException) -> Response:
+    rid = request_id_of(request)
+    detail: Any = exc.extra
+    message = exc.detail
+    if isinstance(detail, list) and detail:
+        parts = []
+        for item in detail:
+            if isinstance(item, dict):
+                key = item.get("key") or item.get("source") or ""
+                parts.append(f"{key}: {item.get('message', '')}".strip(": "))
+        if parts:
+            message = "; ".join(parts)
+    return error_response(400, "invalid_input", message, rid)
+
+
+def _http(request: Request, exc: HTTPException) -> Response:
+    rid = request_id_of(request)
+    status = exc.status_code
+    message = exc.detail
+    if status == 413:
+        message = "request body exceeds the configured limit (max_body_bytes)"
+    return error_response(
+        status, _HTTP_CODES.get(status, "http_error"), message, rid, dict(exc.headers or {})
+    )
+
+
+def _unexpected(request: Request, exc: Exception) -> Response:
+    rid = request_id_of(request)
+    log.exception("request %s: unexpected error", rid, extra={"request_id": rid})
+    return error_response(
+        500, "internal", f"internal error ({type(exc).__name__}); request id {rid}", rid
+    )
+
+
+exception_handlers: dict[Any, Any] = {
+    ShopserveError: _ours,
+    ValidationException: _validation,
+    HTTPException: _http,
+    Exception: _unexpected,
+}

@@ -1,0 +1,71 @@
+"""Server settings: one frozen tree, validated when built, loaded once at start-up from a TOML
+file plus `SHOPSERVE_*` environment overrides, then passed down. Tests build it directly."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+__all__ = ["Settings", "load_settings"]
+
+_ENV_PREFIX = "SHOPSERVE_"
+
+
+class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    model_repository: str = "model_repository"
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535)] = 8000
+    # bodies over this are refused with 413 before they are parsed
+    max_body_bytes: Annotated[int, Meta(ge=1024)] = 64 * 1024 * 1024
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
+    # seconds that SIGTERM waits for queued and running requests before giving up
+    graceful_timeout_s: Annotated[float, Meta(ge=0)] = 30.0
+    # load every model found at start-up ("poll" is not offered: loads go through the API)
+    model_control_mode: Literal["none", "explicit"] = "none"
+    # in explicit mode, the models loaded at start-up
+    load_models: list[str] = []
+    # "auto": cuda when it loads; "cpu": never try cuda (quiet start on CPU-only machines)
+    device: Literal["auto", "cpu"] = "auto"
+    # ASGI server choices, measured in docs/performance.md
+    http: Literal["httptools", "h11", "auto"] = "httptools"
+    loop: Literal["uvloop", "asyncio", "auto"] = "uvloop"
+    access_log: bool = False
+
+    @property
+    def repository_path(self) -> Path:
+        return Path(self.model_repository)
+
+
+def _from_env(environ: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field in Settings.__struct_fields__:
+        key = _ENV_PREFIX + field.upper()
+        if key in environ:
+            raw = environ[key]
+            if field == "load_models":
+                out[field] = [m for m in raw.split(",") if m]
+            else:
+                out[field] = raw
+    return out
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: dict[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """File, then environment, then explicit overrides (CLI flags); `None` overrides are skipped."""
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        data.update(msgspec.toml.decode(Path(config_file).read_bytes()))
+    data.update(_from_env(dict(os.environ if environ is None else environ)))
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if "model_repository" in data:
+        data["model_repository"] = str(data["model_repository"])
+    # strict=False lets environment strings become ints/floats/bools
+    return msgspec.convert(data, Settings, strict=False)

@@ -1,0 +1,167 @@
+"""Per model version statistics in Triton's shape (`/v2/models/{m}/stats`), and the observer that
+the batcher reports to: it feeds both these counters and the Prometheus metrics."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.batching.envelope import Envelope
+from server.metrics import Metrics
+
+__all__ = ["ModelStats"]
+
+
+@dataclass(slots=True)
+class _Duration:
+    count: int = 0
+    ns: int = 0
+
+    def add(self, ns: int, n: int = 1) -> None:
+        self.count += n
+        self.ns += max(0, ns)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"count": self.count, "ns": self.ns}
+
+
+@dataclass(slots=True)
+class _BatchStat:
+    compute_input: _Duration = field(default_factory=_Duration)
+    compute_infer: _Duration = field(default_factory=_Duration)
+    compute_output: _Duration = field(default_factory=_Duration)
+
+
+class ModelStats:
+    """Counters of one model version; the BatchObserver of its batcher."""
+
+    def __init__(self, name: str, version: int, metrics: Metrics | None) -> None:
+        self.name = name
+        self.version = version
+        self.last_inference_ms = 0
+        self.inference_count = 0
+        self.execution_count = 0
+        self.success = _Duration()
+        self.fail = _Duration()
+        self.queue = _Duration()
+        self.compute_input = _Duration()
+        self.compute_infer = _Duration()
+        self.compute_output = _Duration()
+        self.rejected = 0
+        self.expired = 0
+        self.batches: dict[int, _BatchStat] = {}
+        self._m = None
+        if metrics is not None:
+            labels = (name, str(version))
+            self._m = {
+                "success": metrics.success.labels(*labels),
+                "fail_backend": metrics.failure.labels(*labels, "BACKEND"),
+                "fail_rejected": metrics.failure.labels(*labels, "REJECTED"),
+                "fail_expired": metrics.failure.labels(*labels, "TIMEOUT"),
+                "count": metrics.count.labels(*labels),
+                "exec": metrics.exec_count.labels(*labels),
+                "request_us": metrics.request_us.labels(*labels),
+                "queue_us": metrics.queue_us.labels(*labels),
+                "infer_us": metrics.compute_infer_us.labels(*labels),
+                "rejected": metrics.rejected.labels(*labels),
+                "expired": metrics.expired.labels(*labels),
+                "request_s": metrics.request_s.labels(*labels),
+                "queue_s": metrics.queue_s.labels(*labels),
+                "compute_s": metrics.compute_s.labels(*labels),
+                "batch": metrics.batch_size.labels(*labels),
+                "pending": metrics.pending.labels(*labels),
+            }
+
+    # -- BatchObserver ---------------------------------------------------------------------------
+
+    def pending(self, delta: int) -> None:
+        if self._m:
+            self._m["pending"].inc(delta)
+
+    def on_rejected(self) -> None:
+        self.rejected += 1
+        if self._m:
+            self._m["rejected"].inc()
+            self._m["fail_rejected"].inc()
+
+    def on_expired(self, env: Envelope, now_ns: int) -> None:
+        self.expired += 1
+        self.fail.add(now_ns - env.arrival_ns)
+        if self._m:
+            self._m["expired"].inc()
+            self._m["fail_expired"].inc()
+
+    def on_request(
+        self, env: Envelope, ok: bool, now_ns: int, queue_ns: int, compute_ns: int
+    ) -> None:
+        total = now_ns - env.arrival_ns
+        self.queue.add(queue_ns)
+        if ok:
+            self.success.add(total)
+            self.last_inference_ms = int(time.time() * 1000)
+        else:
+            self.fail.add(total)
+        m = self._m
+        if m:
+            if ok:
+                m["success"].inc()
+                m["request_us"].inc(total / 1e3)
+                m["request_s"].observe(total / 1e9)
+            else:
+                m["fail_backend"].inc()
+            m["queue_us"].inc(queue_ns / 1e3)
+            m["queue_s"].observe(queue_ns / 1e9)
+            m["compute_s"].observe(compute_ns / 1e9)
+
+    def on_batch(self, size: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
+        self.inference_count += size
+        self.execution_count += 1
+        self.compute_input.add(input_ns, size)
+        self.compute_infer.add(infer_ns, size)
+        self.compute_output.add(output_ns, size)
+        b = self.batches.get(size)
+        if b is None:
+            b = self.batches[size] = _BatchStat()
+        b.compute_input.add(input_ns)
+        b.compute_infer.add(infer_ns)
+        b.compute_output.add(output_ns)
+        m = self._m
+        if m:
+            m["count"].inc(size)
+            m["exec"].inc()
+            m["infer_us"].inc(infer_ns / 1e3)
+            m["batch"].observe(size)
+
+    # -- Triton's JSON -----------------------------------------------------------------------------
+
+    def as_triton(self) -> dict[str, Any]:
+        zero = {"count": 0, "ns": 0}
+        return {
+            "name": self.name,
+            "version": str(self.version),
+            "last_inference": self.last_inference_ms,
+            "inference_count": self.inference_count,
+            "execution_count": self.execution_count,
+            "inference_stats": {
+                "success": self.success.as_dict(),
+                "fail": self.fail.as_dict(),
+                "queue": self.queue.as_dict(),
+                "compute_input": self.compute_input.as_dict(),
+                "compute_infer": self.compute_infer.as_dict(),
+                "compute_output": self.compute_output.as_dict(),
+                "cache_hit": zero,
+                "cache_miss": zero,
+            },
+            "batch_stats": [
+                {
+                    "batch_size": size,
+                    "compute_input": b.compute_input.as_dict(),
+                    "compute_infer": b.compute_infer.as_dict(),
+                    "compute_output": b.compute_output.as_dict(),
+                }
+                for size, b in sorted(self.batches.items())
+            ],
+            "memory_usage": [],
+            "shopserve": {"rejected": self.rejected, "expired": self.expired},
+        }
