@@ -37,8 +37,10 @@ RunFn = Callable[[dict[str, np.ndarray], int], dict[str, np.ndarray]]
 # batcher that stopped waiting tries once more (arrival patterns change).
 _WAIT_PAYS = 0.25
 _PROBE_EVERY = 256
-# A batch is not delayed closer than this to its earliest deadline (scheduling jitter).
-_DEADLINE_MARGIN_NS = 200_000
+# A batch is not delayed closer than this to its earliest deadline: scheduling jitter, plus a
+# share of the expected run time (run times vary by a few percent between batches).
+_DEADLINE_MARGIN_NS = 500_000
+_DEADLINE_MARGIN_SHARE = 0.1
 
 
 class BatchObserver(Protocol):
@@ -242,7 +244,8 @@ class Batcher:
             deadlines = [e.deadline_ns for e in self._queue if e.deadline_ns]
             if deadlines:
                 run_ns = self.latency.expected_ns(min(target, queued_rows + 1))
-                wait_until = min(wait_until, min(deadlines) - int(run_ns) - _DEADLINE_MARGIN_NS)
+                margin = _DEADLINE_MARGIN_NS + _DEADLINE_MARGIN_SHARE * run_ns
+                wait_until = min(wait_until, min(deadlines) - int(run_ns + margin))
             if wait_until <= now:
                 break
             if not waited:

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.params import FromPath
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from server import __version__
@@ -94,29 +95,33 @@ def _metadata(request: Request, name: str, version: str | None) -> Response:
 
 
 @get("/v2/models/{model_name:str}", sync_to_thread=False)
-def model_metadata(request: Request, model_name: str) -> Response:
+def model_metadata(request: Request, model_name: FromPath[str]) -> Response:
     return _metadata(request, model_name, None)
 
 
 @get("/v2/models/{model_name:str}/versions/{model_version:str}", sync_to_thread=False)
-def model_version_metadata(request: Request, model_name: str, model_version: str) -> Response:
+def model_version_metadata(
+    request: Request, model_name: FromPath[str], model_version: FromPath[str]
+) -> Response:
     return _metadata(request, model_name, model_version)
 
 
 @get("/v2/models/{model_name:str}/ready", sync_to_thread=False)
-def model_ready(request: Request, model_name: str) -> Response:
+def model_ready(request: Request, model_name: FromPath[str]) -> Response:
     _repo(request).get(model_name, None)
     return _json({"name": model_name, "ready": True})
 
 
 @get("/v2/models/{model_name:str}/versions/{model_version:str}/ready", sync_to_thread=False)
-def model_version_ready(request: Request, model_name: str, model_version: str) -> Response:
+def model_version_ready(
+    request: Request, model_name: FromPath[str], model_version: FromPath[str]
+) -> Response:
     _repo(request).get(model_name, model_version)
     return _json({"name": model_name, "version": model_version, "ready": True})
 
 
 @get("/v2/models/{model_name:str}/config", sync_to_thread=False)
-def model_config(request: Request, model_name: str) -> Response:
+def model_config(request: Request, model_name: FromPath[str]) -> Response:
     entry = _repo(request).entry(model_name)
     if entry.config is None:
         raise ModelNotReady(f"model '{model_name}' has no valid config: {entry.reason}")
@@ -124,7 +129,9 @@ def model_config(request: Request, model_name: str) -> Response:
 
 
 @get("/v2/models/{model_name:str}/versions/{model_version:str}/config", sync_to_thread=False)
-def model_version_config(request: Request, model_name: str, model_version: str) -> Response:
+def model_version_config(
+    request: Request, model_name: FromPath[str], model_version: FromPath[str]
+) -> Response:
     return _json(triton_config(_repo(request).get(model_name, model_version).config))
 
 
@@ -207,12 +214,14 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
 
 
 @post("/v2/models/{model_name:str}/infer", status_code=200)
-async def infer(request: Request, model_name: str) -> Response:
+async def infer(request: Request, model_name: FromPath[str]) -> Response:
     return await _infer(request, model_name, None)
 
 
 @post("/v2/models/{model_name:str}/versions/{model_version:str}/infer", status_code=200)
-async def infer_version(request: Request, model_name: str, model_version: str) -> Response:
+async def infer_version(
+    request: Request, model_name: FromPath[str], model_version: FromPath[str]
+) -> Response:
     return await _infer(request, model_name, model_version)
 
 
@@ -245,7 +254,7 @@ async def repository_index(request: Request) -> Response:
 
 
 @post("/v2/repository/models/{model_name:str}/load", status_code=200)
-async def repository_load(request: Request, model_name: str) -> Response:
+async def repository_load(request: Request, model_name: FromPath[str]) -> Response:
     params = await _optional_json(request)
     extra = sorted(set(params) - {"parameters"})
     if extra:
@@ -255,7 +264,7 @@ async def repository_load(request: Request, model_name: str) -> Response:
 
 
 @post("/v2/repository/models/{model_name:str}/unload", status_code=200)
-async def repository_unload(request: Request, model_name: str) -> Response:
+async def repository_unload(request: Request, model_name: FromPath[str]) -> Response:
     await _optional_json(request)
     await _repo(request).unload(model_name)
     return _json({})
@@ -284,12 +293,14 @@ def all_stats(request: Request) -> Response:
 
 
 @get("/v2/models/{model_name:str}/stats", sync_to_thread=False)
-def model_stats(request: Request, model_name: str) -> Response:
+def model_stats(request: Request, model_name: FromPath[str]) -> Response:
     return _stats(request, model_name, None)
 
 
 @get("/v2/models/{model_name:str}/versions/{model_version:str}/stats", sync_to_thread=False)
-def model_version_stats(request: Request, model_name: str, model_version: str) -> Response:
+def model_version_stats(
+    request: Request, model_name: FromPath[str], model_version: FromPath[str]
+) -> Response:
     if not model_version.isdigit():
         raise ModelNotFound(f"unknown version '{model_version}' of model '{model_name}'")
     return _stats(request, model_name, model_version)
