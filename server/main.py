@@ -4,7 +4,10 @@ lifespan drains every model queue; the process exits 0."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
@@ -16,6 +19,26 @@ from server.settings import load_settings
 __all__ = ["run"]
 
 log = logging.getLogger("shopserve")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after its graceful shutdown, so the process would end with 143;
+    a drained server exits 0. A second signal forces the exit."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        def handle(sig: int, frame: object) -> None:
+            if self.should_exit:
+                self.force_exit = True
+            self.should_exit = True
+            log.info("signal %d: draining", sig)
+
+        previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
 
 
 def run(
@@ -50,6 +73,6 @@ def run(
         timeout_graceful_shutdown=settings.graceful_timeout_s,
         server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     server.run()
     return 0 if server.started else 1

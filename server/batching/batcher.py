@@ -12,6 +12,7 @@ stops paying the delay after a few requests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -254,10 +255,8 @@ class Batcher:
                 waited = True
                 count_before_wait = len(self._queue)
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), (wait_until - now) / 1e9)
-            except TimeoutError:
-                pass
         if waited:
             gained = 1.0 if len(self._queue) > count_before_wait else 0.0
             self._wait_gain += 0.2 * (gained - self._wait_gain)

@@ -1,0 +1,59 @@
+"""Start the real `shopserve serve` as a subprocess on a free loopback port, and stop it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    def __init__(self, repo: Path, *, env: dict[str, str] | None = None, startup_s: float = 60) -> None:
+        self.port = free_port()
+        self.url = f"127.0.0.1:{self.port}"
+        self.base = f"http://{self.url}"
+        cmd = [
+            sys.executable, "-m", "server", "serve",
+            "--model-repository", str(repo), "--host", "127.0.0.1", "--port", str(self.port),
+        ]
+        full_env = {**os.environ, "SHOPSERVE_DEVICE": "cpu", "SHOPSERVE_LOG_LEVEL": "warning", **(env or {})}
+        self.proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + startup_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stdout.read().decode()}")
+            try:
+                with urllib.request.urlopen(self.base + "/v2/health/ready", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("server did not become ready")
+
+    def terminate(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def output(self) -> str:
+        return self.proc.stdout.read().decode() if self.proc.stdout else ""
