@@ -9,6 +9,7 @@ import logging
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -61,11 +62,16 @@ def run(
         log.error("model repository %s does not exist", settings.repository_path)
         return 2
     app = create_app(settings)
+    http: Any = settings.http
+    if http == "httptools":
+        from server.http_protocol import OneWriteHttpToolsProtocol
+
+        http = OneWriteHttpToolsProtocol
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
-        http=settings.http,
+        http=http,
         loop=settings.loop,
         lifespan="on",
         access_log=settings.access_log,
