@@ -1,0 +1,226 @@
+"""Inverted-file (IVF) approximate top-k: k-means lists, contiguous per list, searched by nprobe."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from ._heap import heap_push, heap_sorted_into
+from ._kmeans import assign_nearest, kmeans
+from ._scan import FASTMATH, score_rows_small_batch
+from ._validate import check_exclusions, check_filter, check_k, check_out, check_queries
+from .items import ItemMatrix
+from .topk import _merge_heaps
+
+__all__ = ["IVFIndex", "build_ivf", "search_ivf"]
+
+
+@dataclass(frozen=True, eq=False)
+class IVFIndex:
+    """centroids float32 [nlist, dim]; list_offsets int64 [nlist + 1]: list l holds rows
+    list_offsets[l]:list_offsets[l + 1] of `items` (reordered so each list is contiguous);
+    row_ids int64 [n_items]: the original id of each row."""
+
+    centroids: np.ndarray
+    list_offsets: np.ndarray
+    row_ids: np.ndarray
+    items: ItemMatrix
+
+    @property
+    def nlist(self) -> int:
+        return int(self.centroids.shape[0])
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write an .npz of plain arrays (no pickle); float16 items keep their float16 dtype."""
+        data = self.items.data
+        if self.items.dtype == "float16":
+            data = data.view(np.float16)
+        np.savez(
+            path,
+            centroids=self.centroids,
+            list_offsets=self.list_offsets,
+            row_ids=self.row_ids,
+            data=data,
+            scales=self.items.scales,
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> IVFIndex:
+        with np.load(path, allow_pickle=False) as z:
+            data = z["data"]
+            items = ItemMatrix.from_array(data, z["scales"] if data.dtype == np.int8 else None)
+            index = cls(
+                np.ascontiguousarray(z["centroids"], np.float32),
+                np.ascontiguousarray(z["list_offsets"], np.int64),
+                np.ascontiguousarray(z["row_ids"], np.int64),
+                items,
+            )
+        n, nlist = items.n_items, index.nlist
+        offs = index.list_offsets
+        if (
+            index.centroids.shape != (nlist, items.dim)
+            or offs.shape != (nlist + 1,)
+            or offs[0] != 0
+            or offs[-1] != n
+            or (np.diff(offs) < 0).any()
+            or index.row_ids.shape != (n,)
+        ):
+            raise ValueError(f"path: {os.fspath(path)!r} is not a consistent IVF index")
+        return index
+
+
+def build_ivf(
+    items: ItemMatrix,
+    nlist: int,
+    *,
+    n_iter: int = 10,
+    train_size: int | None = None,
+    seed: int = 0,
+) -> IVFIndex:
+    """k-means (L2, `n_iter` Lloyd rounds on `train_size` sampled items, default 64 per list),
+    then every item joins its nearest centroid's list; lists are stored contiguously."""
+    n = items.n_items
+    if not 1 <= nlist <= n:
+        raise ValueError(f"nlist: expected 1..n_items ({n}), got {nlist}")
+    rng = np.random.default_rng(seed)
+    m = min(n, train_size or 64 * nlist)
+    sample_ids = np.sort(rng.choice(n, m, replace=False))
+    sample = items.data[sample_ids]
+    if items.dtype == "float16":
+        sample = sample.view(np.float16)
+    sample = sample.astype(np.float32) * items.scales[sample_ids, None]
+    centroids = kmeans(sample, nlist, n_iter, seed)
+    labels = assign_nearest(items.data, items.scales, centroids)
+    order = np.argsort(labels, kind="stable")
+    offsets = np.zeros(nlist + 1, np.int64)
+    np.cumsum(np.bincount(labels, minlength=nlist), out=offsets[1:])
+    reordered = ItemMatrix(
+        np.ascontiguousarray(items.data[order]), items.scales[order].copy(), items.dtype
+    )
+    return IVFIndex(centroids, offsets, order.astype(np.int64), reordered)
+
+
+@njit(nogil=True, cache=True, parallel=True, fastmath=FASTMATH)
+def _ivf_search(  # type: ignore[no-untyped-def]
+    queries,
+    centroids,
+    list_offsets,
+    items,
+    scales,
+    row_ids,
+    nprobe,
+    k,
+    filter_mode,
+    mask,
+    bitset,
+    ex_indptr,
+    ex_sorted,
+    n_parts,
+    out_ids,
+    out_scores,
+):
+    """queries float32[b, d]; centroids float32[nlist, d]; items/scales/row_ids as IVFIndex.
+    Probes the nprobe lists of highest centroid inner product. Each query's probed lists are
+    dealt round-robin to n_parts heaps (n_parts > 1 spreads a small batch over threads)."""
+    b, d = queries.shape
+    nlist = centroids.shape[0]
+    probes = np.empty((b, nprobe), np.int64)
+    for q in prange(b):
+        ps = np.empty(nprobe, np.float32)
+        pi = np.empty(nprobe, np.int64)
+        out_ps = np.empty(nprobe, np.float32)
+        m = 0
+        for c in range(nlist):
+            acc = np.float32(0.0)
+            for j in range(d):
+                acc += queries[q, j] * centroids[c, j]
+            m = heap_push(ps, pi, m, nprobe, acc, c)
+        heap_sorted_into(ps, pi, m, out_ps, probes[q])
+    heap_s = np.empty((n_parts * b, k), np.float32)
+    heap_i = np.empty((n_parts * b, k), np.int64)
+    counts = np.zeros(n_parts * b, np.int64)
+    for u in prange(n_parts * b):
+        q = u % b
+        p = u // b
+        for j in range(p, nprobe, n_parts):
+            lst = probes[q, j]
+            score_rows_small_batch(
+                items,
+                scales,
+                row_ids,
+                True,
+                list_offsets[lst],
+                list_offsets[lst + 1],
+                queries,
+                q,
+                q + 1,
+                u,
+                k,
+                filter_mode,
+                mask,
+                bitset,
+                ex_indptr,
+                ex_sorted,
+                heap_s,
+                heap_i,
+                counts,
+            )
+    _merge_heaps(heap_s, heap_i, counts, n_parts, b, k, out_ids, out_scores)
+
+
+def search_ivf(
+    queries: np.ndarray,
+    index: IVFIndex,
+    k: int,
+    nprobe: int,
+    *,
+    item_mask: np.ndarray | None = None,
+    item_bitset: np.ndarray | None = None,
+    exclude_indptr: np.ndarray | None = None,
+    exclude_indices: np.ndarray | None = None,
+    out_ids: np.ndarray | None = None,
+    out_scores: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate top-k over the `nprobe` lists nearest each query (inner product).
+
+    Arguments and results as `topk_inner_product` (ids are the original item ids); with
+    nprobe == nlist the result equals the exact search.
+    """
+    if not isinstance(index, IVFIndex):
+        raise ValueError("index: expected an IVFIndex (build_ivf or IVFIndex.load)")
+    items = index.items
+    q = check_queries(queries, items.dim)
+    k = check_k(k)
+    if isinstance(nprobe, bool) or not isinstance(nprobe, int | np.integer) or nprobe < 1:
+        raise ValueError(f"nprobe: expected a positive integer, got {nprobe!r}")
+    nprobe = min(int(nprobe), index.nlist)
+    b = q.shape[0]
+    mode, mask, bitset = check_filter(items.n_items, item_mask, item_bitset)
+    ex_indptr, ex_sorted = check_exclusions(b, items.n_items, exclude_indptr, exclude_indices)
+    ids = check_out(out_ids, "out_ids", (b, k), np.int64)
+    scores = check_out(out_scores, "out_scores", (b, k), np.float32)
+    n_threads = numba.get_num_threads()
+    n_parts = max(1, min(nprobe, n_threads // b)) if b < n_threads else 1
+    _ivf_search(
+        q,
+        index.centroids,
+        index.list_offsets,
+        items.data,
+        items.scales,
+        index.row_ids,
+        nprobe,
+        k,
+        mode,
+        mask,
+        bitset,
+        ex_indptr,
+        ex_sorted,
+        n_parts,
+        ids,
+        scores,
+    )
+    return ids, scores

@@ -1,0 +1,90 @@
+"""Compile (or load from Numba's on-disk cache) every kernel signature the server calls."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .feature_spec import Feature, FeatureSpec
+from .features import FeatureTables, _assemble_parallel, _assemble_serial, assemble_features
+from .items import STORAGE_DTYPES, ItemMatrix
+from .ivf import build_ivf, search_ivf
+from .topk import topk_inner_product
+
+__all__ = ["warmup"]
+
+
+def _tiny_items(dtype: str, readonly: bool) -> ItemMatrix:
+    rng = np.random.default_rng(0)
+    m = ItemMatrix.quantize(rng.standard_normal((64, 8)).astype(np.float32), dtype)
+    if readonly:
+        # items loaded with np.load(mmap_mode="r") are read-only: a distinct Numba type
+        data = m.data.copy()
+        data.flags.writeable = False
+        m = ItemMatrix(data, m.scales, m.dtype)
+    return m
+
+
+def warmup() -> float:
+    """Run every kernel once on tiny inputs, for each item dtype and for writeable and
+    read-only item arrays; returns the seconds it took (first run compiles, later runs load
+    Numba's cache)."""
+    t0 = time.perf_counter()
+    q = np.ones((5, 8), np.float32)
+    mask = np.ones(64, bool)
+    ex_ptr = np.array([0, 1, 1, 1, 1, 1])
+    ex_ids = np.array([3])
+    for dtype in STORAGE_DTYPES:
+        for readonly in (False, True):
+            items = _tiny_items(dtype, readonly)
+            for b in (1, 5):
+                topk_inner_product(q[:b], items, 3)
+            topk_inner_product(
+                q, items, 3, item_mask=mask, exclude_indptr=ex_ptr, exclude_indices=ex_ids
+            )
+            index = build_ivf(items, 4, n_iter=2)
+            search_ivf(q, index, 3, 2, item_mask=mask)
+    spec = FeatureSpec(
+        (
+            Feature("u0", "user"),
+            Feature("i0", "item", transform="log1p"),
+            Feature("rc", "recent_category", half_life_s=60.0),
+            Feature("b", "item", transform="bucketize", boundaries=(0.0, 1.0)),
+        )
+    )
+    tables = FeatureTables(
+        np.ones((2, 1), np.float32),
+        np.ones((64, 1), np.float32),
+        np.zeros(64, np.int64),
+        np.array([0, 1, 1]),
+        np.array([0]),
+        np.array([0.5], np.float32),
+    )
+    out = np.empty((2, spec.n_features), np.float32)
+    args = (np.array([0]), np.array([0, 2]), np.array([1, 2]), np.array([0, 1]), np.array([1]))
+    assemble_features(spec, tables, *args, np.array([3.0], np.float32), out)
+    # the threaded variant serves training-time calls; compile it too, directly
+    for kernel in (_assemble_serial, _assemble_parallel):
+        cs = spec.compiled
+        kernel(
+            cs.source,
+            cs.column,
+            cs.column2,
+            cs.param,
+            cs.transform,
+            cs.recent_slot,
+            cs.bnd_indptr,
+            cs.bnd_values,
+            cs.n_recent_slots,
+            tables.user_features,
+            tables.item_features,
+            tables.item_category,
+            tables.affinity_indptr,
+            tables.affinity_category,
+            tables.affinity_value,
+            *(a.astype(np.int64) for a in args),
+            np.array([3.0], np.float32),
+            out,
+        )
+    return time.perf_counter() - t0
