@@ -76,7 +76,7 @@ def run(
         lifespan="on",
         access_log=settings.access_log,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=settings.graceful_timeout_s,
+        timeout_graceful_shutdown=int(settings.graceful_timeout_s),
         server_header=False,
     )
     server = _Server(config)

@@ -51,7 +51,7 @@ class ModelStats:
         self.rejected = 0
         self.expired = 0
         self.batches: dict[int, _BatchStat] = {}
-        self._m = None
+        self._m: dict[str, Any] | None = None
         if metrics is not None:
             labels = (name, str(version))
             self._m = {

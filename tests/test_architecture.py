@@ -42,8 +42,14 @@ def test_export_reads_only_the_repository_schema_of_server():
             continue
         text = (ROOT / path).read_text()
         for node in ast.walk(ast.parse(text)):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("server"):
-                assert node.module in {"server.repository.config", "server.dtypes"}, f"{path}: {node.module}"
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.startswith("server")
+            ):
+                assert node.module in {"server.repository.config", "server.dtypes"}, (
+                    f"{path}: {node.module}"
+                )
 
 
 def test_loadtests_talk_http_only():

@@ -57,7 +57,7 @@ class _Base(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaul
     pass
 
 
-class TensorConfig(_Base):
+class TensorConfig(_Base, frozen=True):
     name: Name
     data_type: DataType
     dims: list[Dim]
@@ -79,44 +79,44 @@ class TensorConfig(_Base):
         return tuple(i for i, d in enumerate(self.dims) if d == -1)
 
 
-class QueuePolicy(_Base):
+class QueuePolicy(_Base, frozen=True):
     max_queue_size: Annotated[int, Meta(ge=0)] = 0  # 0: unbounded, as in Triton
     default_timeout_microseconds: Micros = 0  # 0: no deadline, as in Triton
     allow_timeout_override: bool = True  # a request may only shorten its deadline
 
 
-class DynamicBatching(_Base):
+class DynamicBatching(_Base, frozen=True):
     max_queue_delay_microseconds: Micros = 0
     preferred_batch_size: list[Annotated[int, Meta(ge=1)]] = []
     default_queue_policy: QueuePolicy = QueuePolicy()
 
 
-class InstanceGroup(_Base):
+class InstanceGroup(_Base, frozen=True):
     count: Annotated[int, Meta(ge=1, le=64)] = 1
     kind: Literal["KIND_AUTO", "KIND_GPU", "KIND_CPU"] = "KIND_AUTO"
     gpus: list[Annotated[int, Meta(ge=0)]] = []
 
 
-class Optimization(_Base):
+class Optimization(_Base, frozen=True):
     graph_level: Literal["disable", "basic", "extended", "all"] = "all"
     intra_op_threads: Annotated[int, Meta(ge=0, le=256)] = 1  # 0: ONNX Runtime's default
     inter_op_threads: Annotated[int, Meta(ge=0, le=256)] = 1  # extension
     io_binding: Literal["auto", "on", "off"] = "auto"  # extension: "auto" binds on GPU only
 
 
-class _Latest(_Base):
+class _Latest(_Base, frozen=True):
     num_versions: Annotated[int, Meta(ge=1)] = 1
 
 
-class _All(_Base):
+class _All(_Base, frozen=True):
     pass
 
 
-class _Specific(_Base):
+class _Specific(_Base, frozen=True):
     versions: Annotated[list[Annotated[int, Meta(ge=1)]], Meta(min_length=1)]
 
 
-class VersionPolicy(_Base):
+class VersionPolicy(_Base, frozen=True):
     latest: _Latest | None = None
     all: _All | None = None
     specific: _Specific | None = None
@@ -137,14 +137,14 @@ class VersionPolicy(_Base):
         return available[-n:]
 
 
-class ModelWarmup(_Base):
+class ModelWarmup(_Base, frozen=True):
     """Extension: what warm-up runs at load (Triton's `model_warmup` names explicit samples)."""
 
     batch_sizes: list[Annotated[int, Meta(ge=1)]] = []  # empty: 1, preferred sizes and the max
     dynamic_dim: Annotated[int, Meta(ge=1, le=65536)] = 16  # value for -1 non-batch dims
 
 
-class ModelConfig(_Base):
+class ModelConfig(_Base, frozen=True):
     name: Name
     platform: Literal["onnxruntime_onnx", "pipeline"] = "onnxruntime_onnx"
     max_batch_size: Annotated[int, Meta(ge=0, le=BATCH_CAP)] = 0

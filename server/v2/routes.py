@@ -158,6 +158,10 @@ def _timeout_us(request: Request, params: dict[str, Any]) -> int | None:
     return min(given) if given else None
 
 
+async def _next_message(request: Request) -> Any:
+    return await request.receive()
+
+
 async def _infer(request: Request, name: str, version: str | None) -> Response:
     arrival = time.monotonic_ns()
     rid = request_id_of(request)
@@ -181,7 +185,7 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     loop = asyncio.get_running_loop()
     fut: asyncio.Future = loop.create_future()
     # a client that goes away cancels its queued request before it runs
-    watcher = loop.create_task(request.receive())
+    watcher: asyncio.Task[Any] = loop.create_task(_next_message(request))
     watcher.add_done_callback(lambda t: None if t.cancelled() or fut.done() else fut.cancel())
     try:
         result = await model.infer(

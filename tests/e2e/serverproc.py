@@ -19,16 +19,33 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, repo: Path, *, env: dict[str, str] | None = None, startup_s: float = 60) -> None:
+    def __init__(
+        self, repo: Path, *, env: dict[str, str] | None = None, startup_s: float = 60
+    ) -> None:
         self.port = free_port()
         self.url = f"127.0.0.1:{self.port}"
         self.base = f"http://{self.url}"
         cmd = [
-            sys.executable, "-m", "server", "serve",
-            "--model-repository", str(repo), "--host", "127.0.0.1", "--port", str(self.port),
+            sys.executable,
+            "-m",
+            "server",
+            "serve",
+            "--model-repository",
+            str(repo),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
         ]
-        full_env = {**os.environ, "SHOPSERVE_DEVICE": "cpu", "SHOPSERVE_LOG_LEVEL": "warning", **(env or {})}
-        self.proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        full_env = {
+            **os.environ,
+            "SHOPSERVE_DEVICE": "cpu",
+            "SHOPSERVE_LOG_LEVEL": "warning",
+            **(env or {}),
+        }
+        self.proc = subprocess.Popen(
+            cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + startup_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -37,7 +37,9 @@ batch_sizes = [1]
 
 
 def _post(base: str, path: str, body: dict, timeout: float = 30) -> tuple[int, dict]:
-    req = urllib.request.Request(base + path, data=json.dumps(body).encode(), headers={"content-type": "application/json"})
+    req = urllib.request.Request(
+        base + path, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, json.loads(r.read())
@@ -46,7 +48,9 @@ def _post(base: str, path: str, body: dict, timeout: float = 30) -> tuple[int, d
 
 
 def _one(value: float = 1.0) -> dict:
-    return {"inputs": [{"name": "features", "shape": [1, 64], "datatype": "FP32", "data": [value] * 64}]}
+    return {
+        "inputs": [{"name": "features", "shape": [1, 64], "datatype": "FP32", "data": [value] * 64}]
+    }
 
 
 @pytest.fixture
@@ -65,7 +69,12 @@ def test_sigterm_finishes_queued_requests_and_exits_zero(slow_repo):
         status, rows = _post(server.base, "/v2/repository/index", {})
         assert any(r["name"] == "broken" and "$.max_batch_size" in r["reason"] for r in rows)
         results: list[tuple[int, dict]] = []
-        threads = [threading.Thread(target=lambda: results.append(_post(server.base, "/v2/models/slow/infer", _one()))) for _ in range(3)]
+        threads = [
+            threading.Thread(
+                target=lambda: results.append(_post(server.base, "/v2/models/slow/infer", _one()))
+            )
+            for _ in range(3)
+        ]
         for t in threads:
             t.start()
         time.sleep(0.5)  # queued: the batcher waits up to 2 s for more
@@ -90,7 +99,6 @@ def test_client_that_disconnects_is_not_run(slow_repo):
             s.sendall(raw)
             time.sleep(0.3)  # queued behind the 2 s batching delay
         time.sleep(3.0)
-        status, stats = 0, None
         with urllib.request.urlopen(server.base + "/v2/models/slow/stats") as r:
             stats = json.loads(r.read())["model_stats"][0]
         # warm-up does not count; the dropped request never ran

@@ -12,7 +12,10 @@ import pytest
 
 from tests.e2e.serverproc import ServerProcess
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl"),
+]
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -45,7 +48,12 @@ def test_readme_curl_examples_work(demo_repo):
                     commands[-1] += " " + line.strip()
             for cmd in commands:
                 cmd = cmd.replace("127.0.0.1:8000", server.url)
-                run = subprocess.run(["bash", "-c", cmd + " -w '\\n%{http_code}'"], capture_output=True, text=True, timeout=30)
+                run = subprocess.run(
+                    ["bash", "-c", cmd + " -w '\\n%{http_code}'"],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                )
                 assert run.returncode == 0, (cmd, run.stderr)
                 body, status = run.stdout.rsplit("\n", 1)
                 if expected is not None:

@@ -41,7 +41,7 @@ def test_health_and_metadata(client):
 
 
 @pytest.mark.parametrize("binary", [False, True])
-def test_infer_fp32(client, binary):
+def test_infer_fp32(client, binary, demo_repo):
     x = np.random.default_rng(1).standard_normal((4, 64)).astype(np.float32)
     inp = httpclient.InferInput("features", list(x.shape), "FP32")
     inp.set_data_from_numpy(x, binary_data=binary)
@@ -52,23 +52,25 @@ def test_infer_fp32(client, binary):
     import onnxruntime as ort
 
     ref = client._test_ref if hasattr(client, "_test_ref") else None  # noqa: F841
-    sess = ort.InferenceSession(str(pytest.demo_path / "mlp/1/model.onnx"), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(
+        str(pytest.demo_path / "mlp/1/model.onnx"), providers=["CPUExecutionProvider"]
+    )
     np.testing.assert_allclose(score, sess.run(None, {"features": x})[0], rtol=1e-5, atol=1e-6)
-
-
-@pytest.fixture(autouse=True)
-def _demo_path(demo_repo):
-    pytest.demo_path = demo_repo
 
 
 @pytest.mark.parametrize("binary", [False, True])
 def test_infer_int64(client, binary):
     a = np.arange(32, dtype=np.int64).reshape(2, 16)
     b = np.full((2, 16), 3, dtype=np.int64)
-    inputs = [httpclient.InferInput("INPUT0", [2, 16], "INT64"), httpclient.InferInput("INPUT1", [2, 16], "INT64")]
+    inputs = [
+        httpclient.InferInput("INPUT0", [2, 16], "INT64"),
+        httpclient.InferInput("INPUT1", [2, 16], "INT64"),
+    ]
     inputs[0].set_data_from_numpy(a, binary_data=binary)
     inputs[1].set_data_from_numpy(b, binary_data=binary)
-    outputs = [httpclient.InferRequestedOutput(n, binary_data=binary) for n in ("OUTPUT0", "OUTPUT1")]
+    outputs = [
+        httpclient.InferRequestedOutput(n, binary_data=binary) for n in ("OUTPUT0", "OUTPUT1")
+    ]
     res = client.infer("simple", inputs, outputs=outputs)
     np.testing.assert_array_equal(res.as_numpy("OUTPUT0"), a + b)
     np.testing.assert_array_equal(res.as_numpy("OUTPUT1"), a - b)
@@ -79,7 +81,11 @@ def test_infer_bytes(client, binary):
     text = np.array([["bonjour"], ["çava ✓"]], dtype=object)
     inp = httpclient.InferInput("text", [2, 1], "BYTES")
     inp.set_data_from_numpy(text, binary_data=binary)
-    res = client.infer("identity_bytes", [inp], outputs=[httpclient.InferRequestedOutput("echo", binary_data=binary)])
+    res = client.infer(
+        "identity_bytes",
+        [inp],
+        outputs=[httpclient.InferRequestedOutput("echo", binary_data=binary)],
+    )
     got = [v.decode() if isinstance(v, bytes) else v for v in res.as_numpy("echo").ravel()]
     assert got == ["bonjour", "çava ✓"]
 
