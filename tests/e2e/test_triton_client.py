@@ -51,9 +51,8 @@ def test_infer_fp32(client, binary, demo_repo):
     assert score.shape == (4, 1) and score.dtype == np.float32
     import onnxruntime as ort
 
-    ref = client._test_ref if hasattr(client, "_test_ref") else None  # noqa: F841
     sess = ort.InferenceSession(
-        str(pytest.demo_path / "mlp/1/model.onnx"), providers=["CPUExecutionProvider"]
+        str(demo_repo / "mlp/1/model.onnx"), providers=["CPUExecutionProvider"]
     )
     np.testing.assert_allclose(score, sess.run(None, {"features": x})[0], rtol=1e-5, atol=1e-6)
 
