@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ._bits import widen
 from ._heap import heap_push
-from ._widen import widen
 
 __all__ = [
     "FASTMATH",
