@@ -12,9 +12,11 @@ from litestar.openapi import OpenAPIConfig
 
 from server import __version__
 from server.metrics import Metrics
+from server.pipelines.registry import PipelineRegistry
 from server.repository.repository import ModelRepository, PlatformLoader
 from server.responses import exception_handlers
 from server.settings import Settings
+from server.v1.routes import V1_ROUTES
 from server.v2.routes import V2_ROUTES
 
 __all__ = ["create_app"]
@@ -40,6 +42,7 @@ def create_app(
         )
         repo.graceful_timeout_s = settings.graceful_timeout_s
         app.state.repository = repo
+        app.state.pipelines = PipelineRegistry(repo, dict(settings.pipeline_models))
         if settings.model_control_mode == "explicit":
             await repo.load_all(list(settings.load_models))
         else:
@@ -67,7 +70,7 @@ def _build(settings: Settings, metrics: Metrics, lifespan, extra_routes) -> Lite
     from litestar.datastructures import State
 
     return Litestar(
-        route_handlers=[*V2_ROUTES, *(extra_routes or [])],
+        route_handlers=[*V2_ROUTES, *V1_ROUTES, *(extra_routes or [])],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
         request_max_body_size=settings.max_body_bytes,

@@ -20,3 +20,16 @@ def repo_copy(demo_repo: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "repo"
     shutil.copytree(demo_repo, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def shop_repo(tmp_path_factory: pytest.TempPathFactory, demo_repo: Path) -> Path:
+    """The demo models plus the quick export of the models the shop endpoints call (risk)."""
+    pytest.importorskip("torch")
+    from export.cli import main as export_main
+
+    out = tmp_path_factory.mktemp("shop") / "repo"
+    assert export_main(["risk", "--quick", "--out", str(out)]) == 0
+    for model in demo_repo.iterdir():
+        shutil.copytree(model, out / model.name)
+    return out

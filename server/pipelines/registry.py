@@ -1,0 +1,42 @@
+"""Which repository models each shop endpoint uses, and the pipelines built over them. A
+pipeline is built once per served model version (artifacts read from its version folder) and
+rebuilt when the repository swaps in a new version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.errors import ModelNotReady
+from server.model import LoadedModel
+from server.pipelines.score import ScorePipeline
+from server.repository.repository import ModelRepository
+
+__all__ = ["PipelineRegistry"]
+
+
+class PipelineRegistry:
+    def __init__(self, repository: ModelRepository, models: dict[str, str]) -> None:
+        self.repository = repository
+        self.models = models  # endpoint role -> model name
+        self._built: dict[tuple[str, int, int], Any] = {}
+
+    def _model(self, role: str) -> LoadedModel:
+        name = self.models[role]
+        model = self.repository.get(name)
+        if not isinstance(model, LoadedModel):
+            raise ModelNotReady(f"model '{name}' for {role} is not an ONNX model")
+        return model
+
+    def _cached(self, role: str, model: LoadedModel, build: Any) -> Any:
+        key = (role, model.version, id(model))
+        pipeline = self._built.get(key)
+        if pipeline is None:
+            folder = self.repository.root / model.name / str(model.version)
+            pipeline = build(model, folder)
+            self._built = {k: v for k, v in self._built.items() if k[0] != role}
+            self._built[key] = pipeline
+        return pipeline
+
+    def score(self) -> ScorePipeline:
+        model = self._model("score")
+        return self._cached("score", model, ScorePipeline)

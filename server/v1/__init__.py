@@ -1,0 +1,1 @@
+"""Shop endpoints under /v1: recommend, search, classify, score."""

@@ -1,0 +1,75 @@
+"""The shop endpoints. Each decodes its Struct (a bad field is a 400 naming its `$.path`), sets
+the request's budget, runs its pipeline and reports every stage in `Server-Timing`."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, TypeVar
+
+import msgspec
+from litestar import Request, Response, post
+
+from server.budget import Budget, budget_from
+from server.errors import BadRequest
+from server.pipelines.registry import PipelineRegistry
+from server.responses import request_id_of
+from server.v1.schemas import (
+    Contribution,
+    ScoreRequest,
+    ScoreResponse,
+)
+
+__all__ = ["V1_ROUTES"]
+
+T = TypeVar("T")
+_encoder = msgspec.json.Encoder()
+_decoders: dict[type, msgspec.json.Decoder] = {ScoreRequest: msgspec.json.Decoder(ScoreRequest)}
+
+
+def _decode(body: bytes, kind: type[T]) -> T:
+    try:
+        return _decoders[kind].decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        text = str(exc)
+        if " - at `$" in text:
+            msg, path = text.rsplit(" - at `", 1)
+            raise BadRequest(f"{path.rstrip('`')}: {msg}") from None
+        raise BadRequest(f"request body: {text}") from None
+
+
+def _registry(request: Request) -> PipelineRegistry:
+    return request.app.state.pipelines
+
+
+def _budget(request: Request, body_ms: int | None, endpoint: str, arrival: int) -> Budget:
+    default = request.app.state.settings.budgets_ms[endpoint]
+    return budget_from(body_ms, request.headers.get("x-request-timeout-ms"), default, arrival)
+
+
+def _respond(request: Request, obj: Any, budget: Budget) -> Response:
+    return Response(
+        content=_encoder.encode(obj),
+        media_type="application/json",
+        headers={"Server-Timing": budget.server_timing(), "X-Request-Id": request_id_of(request)},
+    )
+
+
+@post("/v1/score", status_code=200)
+async def score(request: Request) -> Response:
+    arrival = time.monotonic_ns()
+    req = _decode(await request.body(), ScoreRequest)
+    budget = _budget(request, req.budget_ms, "score", arrival)
+    pipeline = _registry(request).score()
+    result = await pipeline.score(msgspec.structs.asdict(req.session), budget)
+    resp = ScoreResponse(
+        probability=result.probability,
+        label=result.label,
+        threshold=pipeline.threshold,
+        base=result.base,
+        explanation=[Contribution(f, c) for f, c in result.explanation],
+        model_versions={pipeline.model.name: str(result.version)},
+    )
+    return _respond(request, resp, budget)
+
+
+V1_ROUTES = [score]

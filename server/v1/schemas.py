@@ -1,0 +1,157 @@
+"""Request and response Structs of the shop endpoints; limits live in the types, so a bad field
+fails decoding with its `$.path`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+__all__ = [
+    "ClassifyRequest",
+    "ClassifyResponse",
+    "ClassifyResult",
+    "Contribution",
+    "Item",
+    "RecommendFilters",
+    "RecommendRequest",
+    "RecommendResponse",
+    "ScoreRequest",
+    "ScoreResponse",
+    "SearchFilters",
+    "SearchRequest",
+    "SearchResponse",
+    "Session",
+]
+
+
+class _In(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    pass
+
+
+class _Out(msgspec.Struct, omit_defaults=False):
+    pass
+
+
+BudgetMs = Annotated[int, Meta(ge=1, le=60_000, description="latency budget in ms")]
+Price = Annotated[float, Meta(ge=0, le=1e9)]
+Count = Annotated[int, Meta(ge=0, le=1_000_000)]
+Seconds = Annotated[float, Meta(ge=0, le=1e8)]
+Rate = Annotated[float, Meta(ge=0, le=1)]
+
+
+# -- score ----------------------------------------------------------------------------------------
+
+
+class Session(_In):
+    """One browsing session, under the Online Shoppers Intention dataset's own column names."""
+
+    Administrative: Count
+    Administrative_Duration: Seconds
+    Informational: Count
+    Informational_Duration: Seconds
+    ProductRelated: Count
+    ProductRelated_Duration: Seconds
+    BounceRates: Rate
+    ExitRates: Rate
+    PageValues: Annotated[float, Meta(ge=0, le=1e6)]
+    SpecialDay: Rate
+    Month: Literal[
+        "Jan", "Feb", "Mar", "Apr", "May", "June", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"
+    ]
+    OperatingSystems: Annotated[int, Meta(ge=0, le=1000)]
+    Browser: Annotated[int, Meta(ge=0, le=1000)]
+    Region: Annotated[int, Meta(ge=0, le=1000)]
+    TrafficType: Annotated[int, Meta(ge=0, le=1000)]
+    VisitorType: Annotated[str, Meta(min_length=1, max_length=64)]
+    Weekend: bool
+
+
+class ScoreRequest(_In):
+    session: Session
+    budget_ms: BudgetMs | None = None
+
+
+class Contribution(_Out):
+    feature: str
+    contribution: float
+
+
+class ScoreResponse(_Out):
+    probability: float
+    label: bool
+    threshold: float
+    base: float
+    explanation: list[Contribution]
+    model_versions: dict[str, str]
+
+
+# -- classify -------------------------------------------------------------------------------------
+
+Text = Annotated[str, Meta(min_length=1, max_length=5000)]
+
+
+class ClassifyRequest(_In):
+    texts: Annotated[list[Text], Meta(min_length=1, max_length=64)]
+    task: Literal["sentiment", "recommended", "department"]
+    budget_ms: BudgetMs | None = None
+
+
+class ClassifyResult(_Out):
+    label: str
+    scores: dict[str, float]
+
+
+class ClassifyResponse(_Out):
+    results: list[ClassifyResult]
+    model_versions: dict[str, str]
+
+
+# -- search and recommend -----------------------------------------------------------------------
+
+
+class Item(_Out):
+    item_id: str
+    title: str
+    price: float
+    score: float
+
+
+class SearchFilters(_In):
+    price_min: Price | None = None
+    price_max: Price | None = None
+
+
+class SearchRequest(_In):
+    query: Annotated[str, Meta(min_length=1, max_length=512)]
+    k: Annotated[int, Meta(ge=1, le=100)] = 10
+    filters: SearchFilters | None = None
+    budget_ms: BudgetMs | None = None
+
+
+class SearchResponse(_Out):
+    items: list[Item]
+    degraded: bool
+    model_versions: dict[str, str]
+
+
+class RecommendFilters(_In):
+    price_min: Price | None = None
+    price_max: Price | None = None
+    exclude_history: bool = True
+
+
+class RecommendRequest(_In):
+    history: Annotated[list[Annotated[str, Meta(max_length=64)]], Meta(max_length=1000)] = []
+    user_id: Annotated[str, Meta(max_length=64)] | None = None
+    k: Annotated[int, Meta(ge=1, le=100)] = 10
+    filters: RecommendFilters | None = None
+    budget_ms: BudgetMs | None = None
+
+
+class RecommendResponse(_Out):
+    items: list[Item]
+    degraded: bool
+    ignored_items: list[str]
+    model_versions: dict[str, str]
