@@ -44,7 +44,7 @@ Rate = Annotated[float, Meta(ge=0, le=1)]
 # -- score ----------------------------------------------------------------------------------------
 
 
-class Session(_In):
+class Session(_In, frozen=True):
     """One browsing session, under the Online Shoppers Intention dataset's own column names."""
 
     Administrative: Count
@@ -68,7 +68,7 @@ class Session(_In):
     Weekend: bool
 
 
-class ScoreRequest(_In):
+class ScoreRequest(_In, frozen=True):
     session: Session
     budget_ms: BudgetMs | None = None
 
@@ -92,7 +92,7 @@ class ScoreResponse(_Out):
 Text = Annotated[str, Meta(min_length=1, max_length=5000)]
 
 
-class ClassifyRequest(_In):
+class ClassifyRequest(_In, frozen=True):
     texts: Annotated[list[Text], Meta(min_length=1, max_length=64)]
     task: Literal["sentiment", "recommended", "department"]
     budget_ms: BudgetMs | None = None
@@ -118,12 +118,12 @@ class Item(_Out):
     score: float
 
 
-class SearchFilters(_In):
+class SearchFilters(_In, frozen=True):
     price_min: Price | None = None
     price_max: Price | None = None
 
 
-class SearchRequest(_In):
+class SearchRequest(_In, frozen=True):
     query: Annotated[str, Meta(min_length=1, max_length=512)]
     k: Annotated[int, Meta(ge=1, le=100)] = 10
     filters: SearchFilters | None = None
@@ -136,13 +136,13 @@ class SearchResponse(_Out):
     model_versions: dict[str, str]
 
 
-class RecommendFilters(_In):
+class RecommendFilters(_In, frozen=True):
     price_min: Price | None = None
     price_max: Price | None = None
     exclude_history: bool = True
 
 
-class RecommendRequest(_In):
+class RecommendRequest(_In, frozen=True):
     history: Annotated[list[Annotated[str, Meta(max_length=64)]], Meta(max_length=1000)] = []
     user_id: Annotated[str, Meta(max_length=64)] | None = None
     k: Annotated[int, Meta(ge=1, le=100)] = 10
