@@ -48,12 +48,10 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         # a partial table in the file overrides only the endpoints it names
-        for table, defaults in (
-            (self.budgets_ms, DEFAULT_BUDGETS_MS),
-            (self.pipeline_models, DEFAULT_PIPELINE_MODELS),
-        ):
-            for k, v in defaults.items():
-                table.setdefault(k, v)
+        for k, ms in DEFAULT_BUDGETS_MS.items():
+            self.budgets_ms.setdefault(k, ms)
+        for k, name in DEFAULT_PIPELINE_MODELS.items():
+            self.pipeline_models.setdefault(k, name)
 
     @property
     def repository_path(self) -> Path:
