@@ -87,14 +87,17 @@ def _kmeans_pp(points, uniforms, out_idx):  # type: ignore[no-untyped-def]
                 min_d[i] = acc
 
 
-def assign_nearest(points: np.ndarray, scales: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """Label int64[n] of the nearest centroid (L2) for stored points (float32, uint16 bits, int8)."""
+def assign_nearest(
+    points: np.ndarray, scales: np.ndarray, centroids: np.ndarray, *, inner_product: bool = False
+) -> np.ndarray:
+    """Label int64[n] of the nearest centroid for stored points (float32, uint16 bits, int8):
+    by L2 distance, or by largest inner product when `inner_product`."""
     n_c, d = centroids.shape
     c4 = (n_c + 3) // 4 * 4
     pad = np.zeros((c4, d), np.float32)
     pad[:n_c] = centroids
     half = np.full(c4, np.inf, np.float32)
-    half[:n_c] = 0.5 * (centroids.astype(np.float64) ** 2).sum(axis=1)
+    half[:n_c] = 0.0 if inner_product else 0.5 * (centroids.astype(np.float64) ** 2).sum(axis=1)
     labels = np.empty(points.shape[0], np.int64)
     _assign_nearest(points, scales, pad, half, labels)
     return labels

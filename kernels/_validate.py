@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numba
 import numpy as np
 
 __all__ = [
@@ -11,6 +15,7 @@ __all__ = [
     "check_k",
     "check_out",
     "check_queries",
+    "thread_count",
 ]
 
 MAX_K = 1000
@@ -110,3 +115,20 @@ def check_out(out: np.ndarray | None, name: str, shape: tuple[int, ...], dtype: 
             f"{name}: expected a writeable C-contiguous {np.dtype(dtype).name} array of shape {list(shape)}"
         )
     return out
+
+
+@contextmanager
+def thread_count(n_threads: int | None) -> Iterator[int]:
+    """Run the body with n_threads Numba threads (thread-local in Numba); yield the count."""
+    current = numba.get_num_threads()
+    if n_threads is None:
+        yield current
+        return
+    if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
+        raise ValueError(f"n_threads: expected a positive integer, got {n_threads!r}")
+    n = min(n_threads, numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        numba.set_num_threads(current)

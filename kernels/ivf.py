@@ -5,14 +5,20 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from ._heap import heap_push, heap_sorted_into
 from ._kmeans import assign_nearest, kmeans
 from ._scan import FASTMATH, score_rows_small_batch
-from ._validate import check_exclusions, check_filter, check_k, check_out, check_queries
+from ._validate import (
+    check_exclusions,
+    check_filter,
+    check_k,
+    check_out,
+    check_queries,
+    thread_count,
+)
 from .items import ItemMatrix
 from .topk import _merge_heaps
 
@@ -77,12 +83,14 @@ def build_ivf(
     items: ItemMatrix,
     nlist: int,
     *,
-    n_iter: int = 10,
+    n_iter: int = 20,
     train_size: int | None = None,
     seed: int = 0,
 ) -> IVFIndex:
     """k-means (L2, `n_iter` Lloyd rounds on `train_size` sampled items, default 64 per list),
-    then every item joins its nearest centroid's list; lists are stored contiguously."""
+    then every item joins the list whose centroid has the largest inner product with it: the
+    same rule the search probes by (as faiss's IVF with METRIC_INNER_PRODUCT does), which
+    measured a higher recall at equal nprobe than L2 membership. Lists are stored contiguously."""
     n = items.n_items
     if not 1 <= nlist <= n:
         raise ValueError(f"nlist: expected 1..n_items ({n}), got {nlist}")
@@ -94,7 +102,7 @@ def build_ivf(
         sample = sample.view(np.float16)
     sample = sample.astype(np.float32) * items.scales[sample_ids, None]
     centroids = kmeans(sample, nlist, n_iter, seed)
-    labels = assign_nearest(items.data, items.scales, centroids)
+    labels = assign_nearest(items.data, items.scales, centroids, inner_product=True)
     order = np.argsort(labels, kind="stable")
     offsets = np.zeros(nlist + 1, np.int64)
     np.cumsum(np.bincount(labels, minlength=nlist), out=offsets[1:])
@@ -184,11 +192,13 @@ def search_ivf(
     exclude_indices: np.ndarray | None = None,
     out_ids: np.ndarray | None = None,
     out_scores: np.ndarray | None = None,
+    n_threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Approximate top-k over the `nprobe` lists nearest each query (inner product).
 
     Arguments and results as `topk_inner_product` (ids are the original item ids); with
-    nprobe == nlist the result equals the exact search.
+    nprobe == nlist the result equals the exact search. n_threads: threads for this call
+    (default: Numba's current setting for the calling thread).
     """
     if not isinstance(index, IVFIndex):
         raise ValueError("index: expected an IVFIndex (build_ivf or IVFIndex.load)")
@@ -203,24 +213,10 @@ def search_ivf(
     ex_indptr, ex_sorted = check_exclusions(b, items.n_items, exclude_indptr, exclude_indices)
     ids = check_out(out_ids, "out_ids", (b, k), np.int64)
     scores = check_out(out_scores, "out_scores", (b, k), np.float32)
-    n_threads = numba.get_num_threads()
-    n_parts = max(1, min(nprobe, n_threads // b)) if b < n_threads else 1
-    _ivf_search(
-        q,
-        index.centroids,
-        index.list_offsets,
-        items.data,
-        items.scales,
-        index.row_ids,
-        nprobe,
-        k,
-        mode,
-        mask,
-        bitset,
-        ex_indptr,
-        ex_sorted,
-        n_parts,
-        ids,
-        scores,
-    )
+    with thread_count(n_threads) as threads:
+        n_parts = max(1, min(nprobe, threads // b)) if b < threads else 1
+        _ivf_search(
+            q, index.centroids, index.list_offsets, items.data, items.scales, index.row_ids,
+            nprobe, k, mode, mask, bitset, ex_indptr, ex_sorted, n_parts, ids, scores,
+        )  # fmt: skip
     return ids, scores

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -15,7 +14,14 @@ from ._scan import (
     score_rows_small_batch,
     score_tile_4x4,
 )
-from ._validate import check_exclusions, check_filter, check_k, check_out, check_queries
+from ._validate import (
+    check_exclusions,
+    check_filter,
+    check_k,
+    check_out,
+    check_queries,
+    thread_count,
+)
 from .items import ItemMatrix
 
 __all__ = ["SMALL_BATCH", "topk_inner_product"]
@@ -138,6 +144,7 @@ def topk_inner_product(
     exclude_indices: np.ndarray | None = None,
     out_ids: np.ndarray | None = None,
     out_scores: np.ndarray | None = None,
+    n_threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k items by inner product for each query.
 
@@ -147,7 +154,8 @@ def topk_inner_product(
     exclude_indices int (ids) give per-query exclusions in CSR form.
     Returns (ids int64 [b, k], scores float32 [b, k]), written into out_ids / out_scores when
     given: sorted by score descending, equal scores by lower id. Where fewer than k items are
-    eligible, the rows end with id -1 and score -inf.
+    eligible, the rows end with id -1 and score -inf. n_threads: threads for this call (default:
+    Numba's current setting for the calling thread; on a busy machine one thread often wins).
     """
     if not isinstance(items, ItemMatrix):
         raise ValueError("items: expected an ItemMatrix (ItemMatrix.from_array checks values once)")
@@ -158,18 +166,9 @@ def topk_inner_product(
     ex_indptr, ex_sorted = check_exclusions(b, items.n_items, exclude_indptr, exclude_indices)
     ids = check_out(out_ids, "out_ids", (b, k), np.int64)
     scores = check_out(out_scores, "out_scores", (b, k), np.float32)
-    _topk_exact(
-        q,
-        items.data,
-        items.scales,
-        k,
-        mode,
-        mask,
-        bitset,
-        ex_indptr,
-        ex_sorted,
-        numba.get_num_threads(),
-        ids,
-        scores,
-    )
+    with thread_count(n_threads) as threads:
+        _topk_exact(
+            q, items.data, items.scales, k, mode, mask, bitset, ex_indptr, ex_sorted, threads,
+            ids, scores,
+        )  # fmt: skip
     return ids, scores

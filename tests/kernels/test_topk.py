@@ -122,3 +122,15 @@ def test_items_with_nan_are_rejected_once_at_construction() -> None:
         topk_inner_product(np.ones((1, 2)), bad, 1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="scales"):
         ItemMatrix.from_array(np.ones((3, 2), np.int8))
+
+
+def test_thread_count_is_restored_and_checked() -> None:
+    import numba
+
+    m = ItemMatrix.from_array(np.eye(4, dtype=np.float32))
+    before = numba.get_num_threads()
+    a = topk_inner_product(np.ones((2, 4)), m, 3, n_threads=1)
+    assert numba.get_num_threads() == before
+    np.testing.assert_array_equal(a[0], topk_inner_product(np.ones((2, 4)), m, 3)[0])
+    with pytest.raises(ValueError, match="n_threads"):
+        topk_inner_product(np.ones((2, 4)), m, 3, n_threads=0)
