@@ -1,0 +1,56 @@
+"""A short, bounded Locust run through `shopserve loadtest` against a server it starts itself."""
+
+from __future__ import annotations
+
+import pytest
+
+from loadtests.cli import main
+from loadtests.payloads import Payloads
+from loadtests.report import check_slo, read_stats
+
+pytestmark = pytest.mark.slow
+
+
+def test_payloads_come_from_the_real_data():
+    p = Payloads(seed=1)
+    assert len(p.reviews) > 20_000 and len(p.sessions) == 12_330
+    body = p.recommend()
+    assert 1 <= len(body["history"]) <= 20
+    assert set(p.score()["session"]) >= {"Month", "VisitorType", "Weekend", "PageValues"}
+    assert 1 <= len(p.search()["query"]) <= 512
+
+
+def test_short_loadtest_writes_reports_and_checks_slo(shop_repo, tmp_path):
+    slo = tmp_path / "slo.toml"
+    slo.write_text('[score]\np99_ms = 2000\nerror_rate = 0.0\n\n["v2:mlp"]\nerror_rate = 0.0\n')
+    report = tmp_path / "report"
+    code = main(
+        [
+            "--model-repository",
+            str(shop_repo),
+            "--users",
+            "3",
+            "--spawn-rate",
+            "3",
+            "--duration",
+            "4",
+            "--mix",
+            "score=1",
+            "--v2-weight",
+            "1",
+            "--slo",
+            str(slo),
+            "--report",
+            str(report),
+        ]
+    )
+    assert code == 0
+    for name in ("locust_stats.csv", "locust_stats_history.csv", "report.html", "latency.png"):
+        assert (report / name).stat().st_size > 0, name
+    rows = {r.name: r for r in read_stats(report / "locust")}
+    assert rows["score"].requests > 0 and rows["score"].failures == 0
+    strict = tmp_path / "strict.toml"
+    strict.write_text("[score]\np99_ms = 0\n\n[recommend]\nerror_rate = 0.0\n")
+    problems = check_slo(list(rows.values()), strict)
+    assert any("score: p99_ms" in p for p in problems)
+    assert any("recommend: no requests" in p for p in problems)
