@@ -4,8 +4,9 @@ At concurrency 1, 8 and 64 over loopback, in one run, for the small MLP and a Mi
 encoder, it measures `direct` (the ORT session in-process), `noop` (shopserve's stack answering a
 no-model route: the HTTP floor), `unbatched` and `batched` (shopserve with dynamic batching off
 and on) and `litserve` (the same ONNX model behind LitServe with its batching on, set like ours).
-Every server runs pinned to one core (`--server-cpu`), wrk to another (`--client-cpu`); each cell
-is a warm-up wrk run and then a measured one. Prints one table (rows, ratios, targets met or not)
+Every server runs pinned to one core (`--server-cpu`), wrk to another (`--client-cpu`). All
+servers are started first; then for each (model, concurrency) the variants run back to back, each
+a warm-up wrk run and then a measured one, so background load weighs on a cell's variants alike. Prints one table (rows, ratios, targets met or not)
 and writes it as JSON. See docs/performance.md, section "Server", for the method.
 """
 
@@ -19,8 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, suppress
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -104,144 +104,115 @@ class _Bench:
             flush=True,
         )
 
-    def http_cells(self, server: ServerProcess, variant: str, model: str, url: str) -> None:
+    def http_cell(self, server: ServerProcess, variant: str, model: str, url: str, c: int) -> None:
         a = self.args
         cores = (a.server_cpu, a.client_cpu)
-        for c in a.concurrency:
-            kw = {"concurrency": c, "cpu": a.client_cpu}
-            if a.warm_s > 0:
-                run_wrk(self.wrk, url, self.scripts[model], duration_s=a.warm_s, **kw)
-            srv0, busy0 = server.cpu_s(), core_busy_s(cores)
-            res = run_wrk(self.wrk, url, self.scripts[model], duration_s=a.measure_s, **kw)
-            srv, busy = server.cpu_s() - srv0, core_busy_s(cores) - busy0
-            pct = 100.0 / res.duration_s
-            meta = {
-                "errors": res.errors,
-                "requests": res.requests,
-                "server_cpu_pct": srv * pct,
-                "client_cpu_pct": res.cpu_s * pct,
-                "other_cpu_pct": max(0.0, busy - srv - res.cpu_s) * pct,
-            }
-            self._record(model, variant, c, res.rps, res.p50_ms, res.p99_ms, meta)
+        kw = {"concurrency": c, "cpu": a.client_cpu}
+        if a.warm_s > 0:
+            run_wrk(self.wrk, url, self.scripts[model], duration_s=a.warm_s, **kw)
+        srv0, busy0 = server.cpu_s(), core_busy_s(cores)
+        res = run_wrk(self.wrk, url, self.scripts[model], duration_s=a.measure_s, **kw)
+        srv, busy = server.cpu_s() - srv0, core_busy_s(cores) - busy0
+        pct = 100.0 / res.duration_s
+        meta = {
+            "errors": res.errors,
+            "requests": res.requests,
+            "server_cpu_pct": srv * pct,
+            "client_cpu_pct": res.cpu_s * pct,
+            "other_cpu_pct": max(0.0, busy - srv - res.cpu_s) * pct,
+            "req_per_server_cpu_s": res.rps * res.duration_s / srv if srv > 0 else None,
+        }
+        self._record(model, variant, c, res.rps, res.p50_ms, res.p99_ms, meta)
 
-    def direct_cells(self, model: str, onnx_path: Path) -> None:
-        a = self.args
-        m = MODELS[model]
-        for c in a.concurrency:
-            cmd = [
-                sys.executable,
-                "-m",
-                "bench.server_direct",
-                "--model",
-                str(onnx_path),
-                "--datatype",
-                m.v2_datatype,
-                "--shape",
-                ",".join(map(str, (1, *m.row_shape))),
-                "--concurrency",
-                str(c),
-                "--warm-s",
-                str(a.warm_s),
-                "--measure-s",
-                str(a.measure_s),
-            ]
-            busy0 = core_busy_s((a.server_cpu, a.client_cpu))
-            out = subprocess.run(
-                ["taskset", "-c", str(a.server_cpu), *cmd],
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=a.warm_s + a.measure_s + 120,
-            )
-            busy = core_busy_s((a.server_cpu, a.client_cpu)) - busy0
-            d = json.loads(out.stdout.strip().splitlines()[-1])
-            total = a.warm_s + a.measure_s
-            meta = {
-                "errors": 0,
-                "requests": d["requests"],
-                # the whole process's share over warm + measure (imports included)
-                "other_cpu_pct": None,
-                "server_cpu_pct": None,
-                "client_cpu_pct": None,
-                "busy_cpu_pct": busy * 100.0 / total,
-            }
-            self._record(
-                model, "direct", c, d["requests"] / d["duration_s"], d["p50_ms"], d["p99_ms"], meta
-            )
+    def direct_cell(self, model: str, onnx_path: Path, c: int) -> None:
+        a, m = self.args, MODELS[model]
+        cmd = [sys.executable, "-m", "bench.server_direct", "--model", str(onnx_path),
+               "--datatype", m.v2_datatype, "--shape", ",".join(map(str, (1, *m.row_shape))),
+               "--concurrency", str(c), "--warm-s", str(a.warm_s),
+               "--measure-s", str(a.measure_s)]  # fmt: skip
+        cores = (a.server_cpu, a.client_cpu)
+        busy0 = core_busy_s(cores)
+        out = subprocess.run(["taskset", "-c", str(a.server_cpu), *cmd], capture_output=True,
+                             text=True, check=True, timeout=a.warm_s + a.measure_s + 120)  # fmt: skip
+        busy = core_busy_s(cores) - busy0
+        d = json.loads(out.stdout.strip().splitlines()[-1])
+        pct = 100.0 / d["duration_s"]
+        meta = {
+            "errors": 0,
+            "requests": d["requests"],
+            "server_cpu_pct": d["cpu_s"] * pct,
+            "client_cpu_pct": None,
+            # busy time of both cores over the whole process (warm-up and imports included)
+            "other_cpu_pct": None,
+            "both_cores_busy_pct": busy * 100.0 / (a.warm_s + a.measure_s),
+            "req_per_server_cpu_s": d["requests"] / d["cpu_s"] if d["cpu_s"] > 0 else None,
+        }
+        rps = d["requests"] / d["duration_s"]
+        self._record(model, "direct", c, rps, d["p50_ms"], d["p99_ms"], meta)
 
 
-@contextmanager
-def _server(
-    cmd: list[str], ready_url: str, cpu: int, log: Path, env: dict[str, str] | None = None
-) -> Iterator[ServerProcess]:
+def _start(cmd: list[str], ready_url: str, cpu: int, log: Path,
+           env: dict[str, str] | None = None) -> ServerProcess:  # fmt: skip
     proc = ServerProcess(cmd, cpu=cpu, env=env, log_path=log)
-    try:
-        proc.wait_ready(ready_url, timeout_s=180)
-        time.sleep(0.5)  # let start-up work (imports, warm-up threads) settle
-        yield proc
-    finally:
-        proc.stop()
+    proc.wait_ready(ready_url, timeout_s=180)
+    return proc
+
+
+def _start_servers(args: argparse.Namespace, workdir: Path, repo: Path,
+                   stack: ExitStack) -> dict[tuple[str, str], tuple[ServerProcess, str]]:  # fmt: skip
+    """Every HTTP server of the run, started up front (all pinned to the server core, idle ones
+    cost nothing) so that each cell can measure its variants back to back: on a shared machine
+    the background load then weighs on all variants of a cell alike."""
+    a, py, host = args, sys.executable, "http://127.0.0.1"
+    urls: dict[tuple[str, str], tuple[ServerProcess, str]] = {}
+    if "noop" in a.variants:
+        port = free_port()
+        srv = stack.enter_context(_start(
+            [py, "-m", "bench.server_noop", "--port", str(port)],
+            f"{host}:{port}/v2/health/live", a.server_cpu, workdir / "noop.log",
+            {"SHOPSERVE_LOG_LEVEL": "warning"}))  # fmt: skip
+        for key in a.models:
+            urls[(key, "noop")] = (srv, f"{host}:{port}/v2/models/{key}/noop")
+    if {"unbatched", "batched"} & set(a.variants):
+        port = free_port()
+        cmd = [py, "-m", "server", "serve", "--model-repository", str(repo),
+               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+        srv = stack.enter_context(_start(
+            cmd, f"{host}:{port}/v2/health/ready", a.server_cpu, workdir / "shopserve.log",
+            {"SHOPSERVE_DEVICE": "cpu", "SHOPSERVE_LOG_LEVEL": "warning"}))  # fmt: skip
+        for key in a.models:
+            name = MODELS[key].name
+            urls[(key, "batched")] = (srv, f"{host}:{port}/v2/models/{name}/infer")
+            urls[(key, "unbatched")] = (srv, f"{host}:{port}/v2/models/{name}_unbatched/infer")
+    if "litserve" in a.variants:
+        for key in a.models:
+            m, port = MODELS[key], free_port()
+            cmd = [py, "-m", "bench.server_litserve", "--port", str(port),
+                   "--model", str(repo / m.name / "1" / "model.onnx"),
+                   "--max-batch-size", str(m.max_batch_size),
+                   "--batch-timeout-s", str(m.max_queue_delay_us / 1e6)]  # fmt: skip
+            srv = stack.enter_context(
+                _start(cmd, f"{host}:{port}/health", a.server_cpu, workdir / f"litserve-{key}.log")
+            )
+            urls[(key, "litserve")] = (srv, f"{host}:{port}/predict")
+    time.sleep(1.0)  # let start-up work (imports, warm-up threads) settle
+    return urls
 
 
 def _run(args: argparse.Namespace, bench: _Bench, repo: Path) -> None:
-    a, w, py = args, bench.workdir, sys.executable
-    models = a.models
-    if "direct" in a.variants:
-        for key in models:
-            bench.direct_cells(key, repo / MODELS[key].name / "1" / "model.onnx")
-    if "noop" in a.variants:
-        port = free_port()
-        cmd = [py, "-m", "bench.server_noop", "--port", str(port)]
-        env = {"SHOPSERVE_LOG_LEVEL": "warning"}
-        with _server(
-            cmd, f"http://127.0.0.1:{port}/v2/health/live", a.server_cpu, w / "noop.log", env
-        ) as srv:
-            for key in models:
-                bench.http_cells(srv, "noop", key, f"http://127.0.0.1:{port}/v2/models/{key}/noop")
-    if {"unbatched", "batched"} & set(a.variants):
-        port = free_port()
-        cmd = [
-            py,
-            "-m",
-            "server",
-            "serve",
-            "--model-repository",
-            str(repo),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ]
-        env = {"SHOPSERVE_DEVICE": "cpu", "SHOPSERVE_LOG_LEVEL": "warning"}
-        with _server(
-            cmd, f"http://127.0.0.1:{port}/v2/health/ready", a.server_cpu, w / "shopserve.log", env
-        ) as srv:
-            for key in models:
-                for variant in ("unbatched", "batched"):
-                    if variant in a.variants:
-                        name = MODELS[key].name + ("_unbatched" if variant == "unbatched" else "")
-                        url = f"http://127.0.0.1:{port}/v2/models/{name}/infer"
-                        bench.http_cells(srv, variant, key, url)
-    if "litserve" in a.variants:
-        for key in models:
-            m, port = MODELS[key], free_port()
-            cmd = [
-                py,
-                "-m",
-                "bench.server_litserve",
-                "--port",
-                str(port),
-                "--model",
-                str(repo / m.name / "1" / "model.onnx"),
-                "--max-batch-size",
-                str(m.max_batch_size),
-                "--batch-timeout-s",
-                str(m.max_queue_delay_us / 1e6),
-            ]
-            with _server(
-                cmd, f"http://127.0.0.1:{port}/health", a.server_cpu, w / f"litserve-{key}.log"
-            ) as srv:
-                bench.http_cells(srv, "litserve", key, f"http://127.0.0.1:{port}/predict")
+    with ExitStack() as stack:
+        urls = _start_servers(args, bench.workdir, repo, stack)
+        for key in args.models:
+            onnx_path = repo / MODELS[key].name / "1" / "model.onnx"
+            for c in args.concurrency:
+                for variant in VARIANTS:
+                    if variant not in args.variants:
+                        continue
+                    if variant == "direct":
+                        bench.direct_cell(key, onnx_path, c)
+                    else:
+                        srv, url = urls[(key, variant)]
+                        bench.http_cell(srv, variant, key, url, c)
 
 
 def _versions() -> dict[str, str]:

@@ -1,7 +1,7 @@
 """`direct`: the ONNX Runtime session called in-process, no HTTP, no batching. Run as its own
 process pinned to the server's core; `concurrency` threads share one session (one intra-op
 thread, spinning off, as shopserve's) and each calls `run` on one request's row in a closed loop.
-Prints one JSON line: requests, duration_s, p50_ms, p99_ms.
+Prints one JSON line: requests, duration_s, p50_ms, p99_ms, cpu_s (the measured window's).
 
     python -m bench.server_direct --model PATH --datatype FP32 --shape 1,64 --concurrency 8
 """
@@ -48,18 +48,30 @@ def measure_direct(
     threads = [threading.Thread(target=worker, args=(s,)) for s in spans]
     for t in threads:
         t.start()
+    # process-wide CPU (all threads) over the measured window only
+    time.sleep(max(0.0, (t_from - time.perf_counter_ns()) / 1e9))
+    cpu0 = time.process_time()
+    time.sleep(max(0.0, (t_to - time.perf_counter_ns()) / 1e9))
+    cpu_s = time.process_time() - cpu0
     for t in threads:
         t.join()
     lat = np.array(
         [(b - a) for s in spans for a, b in s if a >= t_from and b <= t_to], dtype=np.float64
     )
     if lat.size == 0:
-        return {"requests": 0, "duration_s": measure_s, "p50_ms": 0.0, "p99_ms": 0.0}
+        return {
+            "requests": 0,
+            "duration_s": measure_s,
+            "p50_ms": 0.0,
+            "p99_ms": 0.0,
+            "cpu_s": cpu_s,
+        }
     return {
         "requests": int(lat.size),
         "duration_s": measure_s,
         "p50_ms": float(np.percentile(lat, 50) / 1e6),
         "p99_ms": float(np.percentile(lat, 99) / 1e6),
+        "cpu_s": cpu_s,
     }
 
 

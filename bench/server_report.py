@@ -135,7 +135,7 @@ def format_table(rows: list[dict], cells: dict | None = None) -> str:
     order = {v: i for i, v in enumerate(VARIANTS)}
     lines = [
         f"{'model':<8} {'conc':>4} {'variant':<10} {'rps':>9} {'p50_ms':>8} {'p99_ms':>8} "
-        f"{'errors':>6} {'srv_cpu%':>8} {'gen_cpu%':>8} {'other%':>7}"
+        f"{'errors':>6} {'srv_cpu%':>8} {'gen_cpu%':>8} {'other%':>7} {'req/cpu_s':>9}"
     ]
     for r in sorted(rows, key=lambda r: (r["model"], r["concurrency"], order.get(r["variant"], 9))):
         m = cells.get((r["model"], r["variant"], r["concurrency"]), {})
@@ -143,7 +143,8 @@ def format_table(rows: list[dict], cells: dict | None = None) -> str:
             f"{r['model']:<8} {r['concurrency']:>4} {r['variant']:<10} {r['rps']:>9.1f} "
             f"{r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {m.get('errors', 0):>6} "
             f"{_fmt(m.get('server_cpu_pct'), '.0f'):>8} {_fmt(m.get('client_cpu_pct'), '.0f'):>8} "
-            f"{_fmt(m.get('other_cpu_pct'), '.0f'):>7}"
+            f"{_fmt(m.get('other_cpu_pct'), '.0f'):>7} "
+            f"{_fmt(m.get('req_per_server_cpu_s'), '.0f'):>9}"
         )
     lines += [
         "",
