@@ -12,6 +12,7 @@ from litestar.openapi import OpenAPIConfig
 
 from server import __version__
 from server.metrics import Metrics
+from server.pipelines.loader import PipelineLoader
 from server.pipelines.registry import PipelineRegistry
 from server.repository.repository import ModelRepository, PlatformLoader
 from server.responses import exception_handlers
@@ -38,7 +39,7 @@ def create_app(
             settings.repository_path,
             metrics=metrics,
             device_setting=settings.device,
-            platform_loaders=platform_loaders,
+            platform_loaders={"pipeline": PipelineLoader(), **(platform_loaders or {})},
         )
         repo.graceful_timeout_s = settings.graceful_timeout_s
         app.state.repository = repo

@@ -8,7 +8,10 @@ from typing import Any
 
 from server.errors import ModelNotReady
 from server.model import LoadedModel
+from server.pipelines.classify import ClassifyPipeline
+from server.pipelines.recommend import RecommendPipeline
 from server.pipelines.score import ScorePipeline
+from server.pipelines.search import SearchPipeline
 from server.repository.repository import ModelRepository
 
 __all__ = ["PipelineRegistry"]
@@ -40,3 +43,23 @@ class PipelineRegistry:
     def score(self) -> ScorePipeline:
         model = self._model("score")
         return self._cached("score", model, ScorePipeline)
+
+    def classify(self, task: str) -> ClassifyPipeline:
+        role = f"classify_{task}"
+        if role not in self.models:
+            self.models[role] = role
+        model = self._model(role)
+        return self._cached(role, model, ClassifyPipeline)
+
+    def search(self) -> SearchPipeline:
+        return self._pipeline("search", SearchPipeline)
+
+    def recommend(self) -> RecommendPipeline:
+        return self._pipeline("recommend", RecommendPipeline)
+
+    def _pipeline(self, role: str, kind: type) -> Any:
+        name = self.models.get(role, role)
+        served = self.repository.get(name)
+        if not isinstance(served, kind):
+            raise ModelNotReady(f"'{name}' is not a {role} pipeline")
+        return served

@@ -14,16 +14,29 @@ from server.errors import BadRequest
 from server.pipelines.registry import PipelineRegistry
 from server.responses import request_id_of
 from server.v1.schemas import (
+    ClassifyRequest,
+    ClassifyResponse,
+    ClassifyResult,
     Contribution,
+    Item,
+    RecommendFilters,
+    RecommendRequest,
+    RecommendResponse,
     ScoreRequest,
     ScoreResponse,
+    SearchFilters,
+    SearchRequest,
+    SearchResponse,
 )
 
 __all__ = ["V1_ROUTES"]
 
 T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
-_decoders: dict[type, msgspec.json.Decoder] = {ScoreRequest: msgspec.json.Decoder(ScoreRequest)}
+_decoders: dict[type, msgspec.json.Decoder] = {
+    t: msgspec.json.Decoder(t)
+    for t in (ScoreRequest, ClassifyRequest, SearchRequest, RecommendRequest)
+}
 
 
 def _decode(body: bytes, kind: type[T]) -> T:
@@ -72,4 +85,56 @@ async def score(request: Request) -> Response:
     return _respond(request, resp, budget)
 
 
-V1_ROUTES = [score]
+@post("/v1/classify", status_code=200)
+async def classify(request: Request) -> Response:
+    arrival = time.monotonic_ns()
+    req = _decode(await request.body(), ClassifyRequest)
+    budget = _budget(request, req.budget_ms, "classify", arrival)
+    pipeline = _registry(request).classify(req.task)
+    results = await pipeline.classify(list(req.texts), budget)
+    resp = ClassifyResponse(
+        results=[ClassifyResult(r.label, r.scores) for r in results],
+        model_versions={pipeline.model.name: str(pipeline.model.version)},
+    )
+    return _respond(request, resp, budget)
+
+
+def _items(rows: list[tuple[str, str, float, float]]) -> list[Item]:
+    return [Item(item_id=i, title=t, price=p, score=s) for i, t, p, s in rows]
+
+
+@post("/v1/search", status_code=200)
+async def search(request: Request) -> Response:
+    arrival = time.monotonic_ns()
+    req = _decode(await request.body(), SearchRequest)
+    budget = _budget(request, req.budget_ms, "search", arrival)
+    f = req.filters or SearchFilters()
+    rows, versions = (
+        await _registry(request).search().search(req.query, req.k, f.price_min, f.price_max, budget)
+    )
+    return _respond(
+        request, SearchResponse(items=_items(rows), degraded=False, model_versions=versions), budget
+    )
+
+
+@post("/v1/recommend", status_code=200)
+async def recommend(request: Request) -> Response:
+    arrival = time.monotonic_ns()
+    req = _decode(await request.body(), RecommendRequest)
+    budget = _budget(request, req.budget_ms, "recommend", arrival)
+    f = req.filters or RecommendFilters()
+    rec = (
+        await _registry(request)
+        .recommend()
+        .recommend(list(req.history), req.k, f.price_min, f.price_max, f.exclude_history, budget)
+    )
+    resp = RecommendResponse(
+        items=_items(rec.items),
+        degraded=rec.degraded,
+        ignored_items=rec.ignored,
+        model_versions=rec.versions,
+    )
+    return _respond(request, resp, budget)
+
+
+V1_ROUTES = [score, classify, search, recommend]
