@@ -24,7 +24,7 @@ def _assign_nearest(points, scales, centroids_pad, half_norms, out_labels):  # t
         r0 = t * TILE_ROWS
         rows = min(TILE_ROWS, n - r0)
         tile = np.empty((TILE_ROWS, d), np.float32)
-        tile_s = np.empty((TILE_ROWS, c4), np.float32)
+        tile_s = np.empty((c4, TILE_ROWS), np.float32)
         convert_tile(points, r0, rows, tile)
         score_tile_4x4(tile, rows, centroids_pad, tile_s)
         for r in range(rows):
@@ -32,7 +32,7 @@ def _assign_nearest(points, scales, centroids_pad, half_norms, out_labels):  # t
             best = 0
             best_v = -np.inf
             for c in range(c4):
-                v = scale * tile_s[r, c] - half_norms[c]
+                v = scale * tile_s[c, r] - half_norms[c]
                 if v > best_v:
                     best_v = v
                     best = c

@@ -20,6 +20,7 @@ from ._heap import heap_push
 
 __all__ = [
     "FASTMATH",
+    "select_tile",
     "TILE_ROWS",
     "convert_tile",
     "is_allowed",
@@ -135,10 +136,11 @@ def convert_tile(items, r0, rows, out_tile):  # type: ignore[no-untyped-def]
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
 def score_tile_4x4(tile, rows, queries_pad, out_s):  # type: ignore[no-untyped-def]
-    """out_s[r, q] = dot(tile[r], queries_pad[q]) for r < rows (rounded up to 4), all q.
+    """out_s[q, r] = dot(tile[r], queries_pad[q]) for r < rows (rounded up to 4), all q.
 
     tile: float32[TILE_ROWS, d]; queries_pad: float32[b4, d] with b4 % 4 == 0 (zero rows pad);
-    out_s: float32[TILE_ROWS, b4]. 4 items x 4 queries share every load: 16 running sums.
+    out_s: float32[b4, TILE_ROWS], query-major so that selection reads each query's scores
+    contiguously. 4 items x 4 queries share every load: 16 running sums.
     """
     d = tile.shape[1]
     b4 = queries_pad.shape[0]
@@ -171,19 +173,59 @@ def score_tile_4x4(tile, rows, queries_pad, out_s):  # type: ignore[no-untyped-d
                 a31 += x3 * y1
                 a32 += x3 * y2
                 a33 += x3 * y3
-            out_s[r, c] = a00
-            out_s[r, c + 1] = a01
-            out_s[r, c + 2] = a02
-            out_s[r, c + 3] = a03
-            out_s[r + 1, c] = a10
-            out_s[r + 1, c + 1] = a11
-            out_s[r + 1, c + 2] = a12
-            out_s[r + 1, c + 3] = a13
-            out_s[r + 2, c] = a20
-            out_s[r + 2, c + 1] = a21
-            out_s[r + 2, c + 2] = a22
-            out_s[r + 2, c + 3] = a23
-            out_s[r + 3, c] = a30
-            out_s[r + 3, c + 1] = a31
-            out_s[r + 3, c + 2] = a32
-            out_s[r + 3, c + 3] = a33
+            out_s[c, r] = a00
+            out_s[c + 1, r] = a01
+            out_s[c + 2, r] = a02
+            out_s[c + 3, r] = a03
+            out_s[c, r + 1] = a10
+            out_s[c + 1, r + 1] = a11
+            out_s[c + 2, r + 1] = a12
+            out_s[c + 3, r + 1] = a13
+            out_s[c, r + 2] = a20
+            out_s[c + 1, r + 2] = a21
+            out_s[c + 2, r + 2] = a22
+            out_s[c + 3, r + 2] = a23
+            out_s[c, r + 3] = a30
+            out_s[c + 1, r + 3] = a31
+            out_s[c + 2, r + 3] = a32
+            out_s[c + 3, r + 3] = a33
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def select_tile(  # type: ignore[no-untyped-def]
+    tile_s,
+    r0,
+    rows,
+    b,
+    scales,
+    k,
+    filter_mode,
+    mask,
+    bitset,
+    ex_indptr,
+    ex_sorted,
+    heap_s,
+    heap_i,
+    counts,
+    heap_base,
+):
+    """Offer the scores of tile rows r0..r0+rows (tile_s float32[b4, TILE_ROWS], query-major)
+    to the heaps heap_base + q. Once a heap is full, one vectorised count of the scores at or
+    above its k-th score skips the whole tile for that query, which is the common case."""
+    for r in range(rows):
+        tile_s[0:b, r] *= scales[r0 + r]
+    for q in range(b):
+        slot = heap_base + q
+        if counts[slot] == k:
+            thr = heap_s[slot, 0]
+            hits = 0
+            for r in range(rows):
+                hits += tile_s[q, r] >= thr
+            if hits == 0:
+                continue
+        for r in range(rows):
+            s = tile_s[q, r]
+            if counts[slot] == k and s < heap_s[slot, 0]:
+                continue
+            if is_allowed(filter_mode, mask, bitset, r0 + r):
+                offer(heap_s, heap_i, counts, slot, q, k, s, r0 + r, ex_indptr, ex_sorted)

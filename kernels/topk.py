@@ -6,14 +6,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._heap import heap_push, heap_sorted_into
-from ._scan import (
-    TILE_ROWS,
-    convert_tile,
-    is_allowed,
-    offer,
-    score_rows_small_batch,
-    score_tile_4x4,
-)
+from ._scan import TILE_ROWS, convert_tile, score_rows_small_batch, score_tile_4x4, select_tile
 from ._validate import (
     check_exclusions,
     check_filter,
@@ -90,29 +83,15 @@ def _topk_exact(  # type: ignore[no-untyped-def]
             )
             continue
         tile = np.empty((TILE_ROWS, d), np.float32)
-        tile_s = np.empty((TILE_ROWS, b4), np.float32)
+        tile_s = np.empty((b4, TILE_ROWS), np.float32)
         for r0 in range(r_start, r_stop, TILE_ROWS):
             rows = min(TILE_ROWS, r_stop - r0)
             convert_tile(items, r0, rows, tile)
             score_tile_4x4(tile, rows, queries_pad, tile_s)
-            for r in range(rows):
-                item_id = r0 + r
-                if not is_allowed(filter_mode, mask, bitset, item_id):
-                    continue
-                scale = scales[item_id]
-                for q in range(b):
-                    offer(
-                        heap_s,
-                        heap_i,
-                        counts,
-                        base + q,
-                        q,
-                        k,
-                        tile_s[r, q] * scale,
-                        item_id,
-                        ex_indptr,
-                        ex_sorted,
-                    )
+            select_tile(
+                tile_s, r0, rows, b, scales, k, filter_mode, mask, bitset, ex_indptr, ex_sorted,
+                heap_s, heap_i, counts, base,
+            )  # fmt: skip
     _merge_heaps(heap_s, heap_i, counts, n_chunks, b, k, out_ids, out_scores)
 
 
