@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._scan import FASTMATH, TILE_ROWS, convert_tile, score_tile_4x4
+from ._microkernel import MK_QUERIES
+from ._scan import FASTMATH, TILE_ROWS, convert_tile, score_tile
 
 __all__ = ["assign_nearest", "kmeans"]
 
@@ -14,24 +15,24 @@ __all__ = ["assign_nearest", "kmeans"]
 def _assign_nearest(points, scales, centroids_pad, half_norms, out_labels):  # type: ignore[no-untyped-def]
     """out_labels[i] = argmin_c |scale_i * p_i - c|^2 = argmax_c (scale_i * p_i . c - |c|^2 / 2).
 
-    points float32|uint16|int8 [n, d]; scales float32[n]; centroids_pad float32[c4, d] (rows past
+    points float32|uint16|int8 [n, d]; scales float32[n]; centroids_pad float32[c8, d] (rows past
     the real centroids are zero, their half_norms +inf); out_labels int64[n].
     """
     n, d = points.shape
-    c4 = centroids_pad.shape[0]
+    c8 = centroids_pad.shape[0]
     n_tiles = (n + TILE_ROWS - 1) // TILE_ROWS
     for t in prange(n_tiles):
         r0 = t * TILE_ROWS
         rows = min(TILE_ROWS, n - r0)
-        tile = np.empty((TILE_ROWS, d), np.float32)
-        tile_s = np.empty((c4, TILE_ROWS), np.float32)
-        convert_tile(points, r0, rows, tile)
-        score_tile_4x4(tile, rows, centroids_pad, tile_s)
+        tile_t = np.empty((d, TILE_ROWS), np.float32)
+        tile_s = np.empty((c8, TILE_ROWS), np.float32)
+        convert_tile(points, r0, rows, tile_t)
+        score_tile(tile_t, rows, centroids_pad, tile_s)
         for r in range(rows):
             scale = scales[r0 + r]
             best = 0
             best_v = -np.inf
-            for c in range(c4):
+            for c in range(c8):
                 v = scale * tile_s[c, r] - half_norms[c]
                 if v > best_v:
                     best_v = v
@@ -93,10 +94,10 @@ def assign_nearest(
     """Label int64[n] of the nearest centroid for stored points (float32, uint16 bits, int8):
     by L2 distance, or by largest inner product when `inner_product`."""
     n_c, d = centroids.shape
-    c4 = (n_c + 3) // 4 * 4
-    pad = np.zeros((c4, d), np.float32)
+    c8 = (n_c + MK_QUERIES - 1) // MK_QUERIES * MK_QUERIES
+    pad = np.zeros((c8, d), np.float32)
     pad[:n_c] = centroids
-    half = np.full(c4, np.inf, np.float32)
+    half = np.full(c8, np.inf, np.float32)
     half[:n_c] = 0.0 if inner_product else 0.5 * (centroids.astype(np.float64) ** 2).sum(axis=1)
     labels = np.empty(points.shape[0], np.int64)
     _assign_nearest(points, scales, pad, half, labels)

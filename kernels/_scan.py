@@ -17,6 +17,7 @@ from numba import njit
 
 from ._bits import widen
 from ._heap import heap_push
+from ._microkernel import MK_ITEMS, MK_QUERIES, outer_product_block
 
 __all__ = [
     "FASTMATH",
@@ -26,8 +27,9 @@ __all__ = [
     "is_allowed",
     "is_excluded",
     "offer",
+    "pad_queries",
     "score_rows_small_batch",
-    "score_tile_4x4",
+    "score_tile",
 ]
 
 # No `nnan`/`ninf`: -inf is the "empty slot" score and comparisons with it must stay exact.
@@ -123,72 +125,39 @@ def score_rows_small_batch(  # type: ignore[no-untyped-def]
 
 
 @njit(nogil=True, cache=True)
-def convert_tile(items, r0, rows, out_tile):  # type: ignore[no-untyped-def]
-    """Widen items[r0:r0+rows] into out_tile[:rows] (float32); zero the padding rows."""
+def convert_tile(items, r0, rows, out_tile_t):  # type: ignore[no-untyped-def]
+    """Widen items[r0:r0+rows] into the transposed out_tile_t[:, :rows] (float32[d, TILE_ROWS],
+    items in columns, as the microkernel wants them); zero the padding columns."""
     d = items.shape[1]
     for r in range(rows):
         for j in range(d):
-            out_tile[r, j] = widen(items[r0 + r, j])
-    for r in range(rows, out_tile.shape[0]):
-        for j in range(d):
-            out_tile[r, j] = 0.0
+            out_tile_t[j, r] = widen(items[r0 + r, j])
+    for j in range(d):
+        for r in range(rows, out_tile_t.shape[1]):
+            out_tile_t[j, r] = 0.0
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
-def score_tile_4x4(tile, rows, queries_pad, out_s):  # type: ignore[no-untyped-def]
-    """out_s[q, r] = dot(tile[r], queries_pad[q]) for r < rows (rounded up to 4), all q.
+def pad_queries(queries: np.ndarray) -> np.ndarray:
+    """float32 [b rounded up to MK_QUERIES, d] copy of queries, zero rows at the end."""
+    b, d = queries.shape
+    out = np.zeros(((b + MK_QUERIES - 1) // MK_QUERIES * MK_QUERIES, d), np.float32)
+    out[:b] = queries
+    return out
 
-    tile: float32[TILE_ROWS, d]; queries_pad: float32[b4, d] with b4 % 4 == 0 (zero rows pad);
-    out_s: float32[b4, TILE_ROWS], query-major so that selection reads each query's scores
-    contiguously. 4 items x 4 queries share every load: 16 running sums.
+
+@njit(nogil=True, cache=True)
+def score_tile(tile_t, rows, queries_pad, out_s):  # type: ignore[no-untyped-def]
+    """out_s[q, r] = dot(tile_t[:, r], queries_pad[q]) for r < rows (rounded up to 32), all q.
+
+    tile_t float32[d, TILE_ROWS]; queries_pad float32[b8, d] with b8 % 8 == 0; out_s float32
+    [b8, TILE_ROWS], query-major so that selection reads each query's scores contiguously.
+    Item blocks outside, query blocks inside: a 32-item slice of the tile (8 KiB) stays in L1
+    while every query block uses it.
     """
-    d = tile.shape[1]
-    b4 = queries_pad.shape[0]
-    for r in range(0, rows, 4):
-        for c in range(0, b4, 4):
-            a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = np.float32(0.0)
-            a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = np.float32(0.0)
-            for j in range(d):
-                x0 = tile[r, j]
-                x1 = tile[r + 1, j]
-                x2 = tile[r + 2, j]
-                x3 = tile[r + 3, j]
-                y0 = queries_pad[c, j]
-                y1 = queries_pad[c + 1, j]
-                y2 = queries_pad[c + 2, j]
-                y3 = queries_pad[c + 3, j]
-                a00 += x0 * y0
-                a01 += x0 * y1
-                a02 += x0 * y2
-                a03 += x0 * y3
-                a10 += x1 * y0
-                a11 += x1 * y1
-                a12 += x1 * y2
-                a13 += x1 * y3
-                a20 += x2 * y0
-                a21 += x2 * y1
-                a22 += x2 * y2
-                a23 += x2 * y3
-                a30 += x3 * y0
-                a31 += x3 * y1
-                a32 += x3 * y2
-                a33 += x3 * y3
-            out_s[c, r] = a00
-            out_s[c + 1, r] = a01
-            out_s[c + 2, r] = a02
-            out_s[c + 3, r] = a03
-            out_s[c, r + 1] = a10
-            out_s[c + 1, r + 1] = a11
-            out_s[c + 2, r + 1] = a12
-            out_s[c + 3, r + 1] = a13
-            out_s[c, r + 2] = a20
-            out_s[c + 1, r + 2] = a21
-            out_s[c + 2, r + 2] = a22
-            out_s[c + 3, r + 2] = a23
-            out_s[c, r + 3] = a30
-            out_s[c + 1, r + 3] = a31
-            out_s[c + 2, r + 3] = a32
-            out_s[c + 3, r + 3] = a33
+    b8 = queries_pad.shape[0]
+    for r0 in range(0, rows, MK_ITEMS):
+        for c0 in range(0, b8, MK_QUERIES):
+            outer_product_block(tile_t, queries_pad, out_s, r0, c0)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)

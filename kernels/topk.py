@@ -6,7 +6,14 @@ import numpy as np
 from numba import njit, prange
 
 from ._heap import heap_push, heap_sorted_into
-from ._scan import TILE_ROWS, convert_tile, score_rows_small_batch, score_tile_4x4, select_tile
+from ._scan import (
+    TILE_ROWS,
+    convert_tile,
+    pad_queries,
+    score_rows_small_batch,
+    score_tile,
+    select_tile,
+)
 from ._validate import (
     check_exclusions,
     check_filter,
@@ -27,6 +34,7 @@ SMALL_BATCH = 4
 @njit(nogil=True, cache=True, parallel=True)
 def _topk_exact(  # type: ignore[no-untyped-def]
     queries,
+    queries_pad,
     items,
     scales,
     k,
@@ -39,9 +47,10 @@ def _topk_exact(  # type: ignore[no-untyped-def]
     out_ids,
     out_scores,
 ):
-    """queries float32[b, d]; items float32|uint16|int8 [n, d]; scales float32[n];
-    out_ids int64[b, k], out_scores float32[b, k]. Items split into one chunk per thread, each
-    with its own heaps per query (n_threads: numba.get_num_threads() of the caller); the chunks' heaps are merged per query at the end."""
+    """queries float32[b, d]; queries_pad the same with zero rows up to a multiple of 8;
+    items float32|uint16|int8 [n, d]; scales float32[n]; out_ids int64[b, k], out_scores
+    float32[b, k]. Items split into one chunk per thread (n_threads), each with its own heap per
+    query; the chunks' heaps are merged per query at the end."""
     b, d = queries.shape
     n = items.shape[0]
     n_tiles = (n + TILE_ROWS - 1) // TILE_ROWS
@@ -50,9 +59,6 @@ def _topk_exact(  # type: ignore[no-untyped-def]
     heap_i = np.empty((n_chunks * b, k), np.int64)
     counts = np.zeros(n_chunks * b, np.int64)
     no_ids = np.zeros(0, np.int64)
-    b4 = (b + 3) // 4 * 4
-    queries_pad = np.zeros((b4, d), np.float32)
-    queries_pad[:b] = queries
     for c in prange(n_chunks):
         t0 = c * n_tiles // n_chunks
         t1 = (c + 1) * n_tiles // n_chunks
@@ -82,12 +88,12 @@ def _topk_exact(  # type: ignore[no-untyped-def]
                 counts,
             )
             continue
-        tile = np.empty((TILE_ROWS, d), np.float32)
-        tile_s = np.empty((b4, TILE_ROWS), np.float32)
+        tile_t = np.empty((d, TILE_ROWS), np.float32)
+        tile_s = np.empty((queries_pad.shape[0], TILE_ROWS), np.float32)
         for r0 in range(r_start, r_stop, TILE_ROWS):
             rows = min(TILE_ROWS, r_stop - r0)
-            convert_tile(items, r0, rows, tile)
-            score_tile_4x4(tile, rows, queries_pad, tile_s)
+            convert_tile(items, r0, rows, tile_t)
+            score_tile(tile_t, rows, queries_pad, tile_s)
             select_tile(
                 tile_s, r0, rows, b, scales, k, filter_mode, mask, bitset, ex_indptr, ex_sorted,
                 heap_s, heap_i, counts, base,
@@ -147,7 +153,7 @@ def topk_inner_product(
     scores = check_out(out_scores, "out_scores", (b, k), np.float32)
     with thread_count(n_threads) as threads:
         _topk_exact(
-            q, items.data, items.scales, k, mode, mask, bitset, ex_indptr, ex_sorted, threads,
+            q, pad_queries(q), items.data, items.scales, k, mode, mask, bitset, ex_indptr, ex_sorted, threads,
             ids, scores,
         )  # fmt: skip
     return ids, scores
