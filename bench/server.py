@@ -78,6 +78,7 @@ class _Bench:
         self.rows: list[dict] = []
         self.cells: dict[tuple[str, str, int], dict] = {}
         self.scripts: dict[str, Path] = {}
+        self.ceilings: dict[str, dict] = {}
         for key in args.models:
             body = workdir / f"{key}.json"
             body.write_bytes(_v2_body(key))
@@ -124,18 +125,42 @@ class _Bench:
         }
         self._record(model, variant, c, res.rps, res.p50_ms, res.p99_ms, meta)
 
-    def direct_cell(self, model: str, onnx_path: Path, c: int) -> None:
-        a, m = self.args, MODELS[model]
+    def _direct(self, model: str, onnx_path: Path, c: int, rows: int, warm_s: float,
+                measure_s: float) -> dict:  # fmt: skip
+        m = MODELS[model]
+        shape = ",".join(map(str, (rows, *m.row_shape)))
         cmd = [sys.executable, "-m", "bench.server_direct", "--model", str(onnx_path),
-               "--datatype", m.v2_datatype, "--shape", ",".join(map(str, (1, *m.row_shape))),
-               "--concurrency", str(c), "--warm-s", str(a.warm_s),
-               "--measure-s", str(a.measure_s)]  # fmt: skip
+               "--datatype", m.v2_datatype, "--shape", shape,
+               "--concurrency", str(c), "--warm-s", str(warm_s),
+               "--measure-s", str(measure_s)]  # fmt: skip
+        out = subprocess.run(["taskset", "-c", str(self.args.server_cpu), *cmd],
+                             capture_output=True, text=True, check=True,
+                             timeout=warm_s + measure_s + 120)  # fmt: skip
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    def ceiling(self, model: str, onnx_path: Path, rows: int = 64) -> None:
+        """What batching can gain in compute alone: ORT rows/s at `rows` rows per call over
+        rows/s at one row per call, one thread, back to back on the server core."""
+        t = max(1.0, min(3.0, self.args.measure_s))
+        one = self._direct(model, onnx_path, 1, 1, 0.5, t)
+        many = self._direct(model, onnx_path, 1, rows, 0.5, t)
+        r1 = one["requests"] / one["duration_s"]
+        rn = many["requests"] * rows / many["duration_s"]
+        self.ceilings[model] = {"rows": rows, "rows_per_s_batch1": r1,
+                                f"rows_per_s_batch{rows}": rn, "gain": rn / r1 if r1 else None}  # fmt: skip
+        print(
+            f"  {model:<8} compute ceiling: batch {rows} gives {rn / r1:.2f}x the rows/s of "
+            f"batch 1 ({rn:.0f} vs {r1:.0f})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def direct_cell(self, model: str, onnx_path: Path, c: int) -> None:
+        a = self.args
         cores = (a.server_cpu, a.client_cpu)
         busy0 = core_busy_s(cores)
-        out = subprocess.run(["taskset", "-c", str(a.server_cpu), *cmd], capture_output=True,
-                             text=True, check=True, timeout=a.warm_s + a.measure_s + 120)  # fmt: skip
+        d = self._direct(model, onnx_path, c, 1, a.warm_s, a.measure_s)
         busy = core_busy_s(cores) - busy0
-        d = json.loads(out.stdout.strip().splitlines()[-1])
         pct = 100.0 / d["duration_s"]
         meta = {
             "errors": 0,
@@ -204,6 +229,8 @@ def _run(args: argparse.Namespace, bench: _Bench, repo: Path) -> None:
         urls = _start_servers(args, bench.workdir, repo, stack)
         for key in args.models:
             onnx_path = repo / MODELS[key].name / "1" / "model.onnx"
+            if "direct" in args.variants:
+                bench.ceiling(key, onnx_path, rows=max(args.concurrency))
             for c in args.concurrency:
                 for variant in VARIANTS:
                     if variant not in args.variants:
@@ -252,6 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     after = load_snapshot(os.getpid())
     table = format_table(bench.rows, bench.cells)
     print(table)
+    for key, ceil in bench.ceilings.items():
+        print(
+            f"compute ceiling, {key}: ORT at batch {ceil['rows']} runs {ceil['gain']:.2f}x the "
+            f"rows/s of batch 1 on one thread (the most batching can gain once HTTP is paid)"
+        )
     print(
         f"\nload before: {before}\nload after:  {after}\n"
         f"({time.monotonic() - t0:.0f} s; warm {args.warm_s} s + measure {args.measure_s} s "
@@ -260,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         doc = {
             "rows": bench.rows,
+            "compute_ceilings": bench.ceilings,
             "ratios": ratios(bench.rows),
             "targets": [
                 {
