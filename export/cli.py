@@ -107,7 +107,17 @@ def _synthetic(argv: list[str]) -> int:
     return synth_main(argv)
 
 
-_COMMANDS = {"demo": _demo, "model": _model, "synthetic": _synthetic}
+def _cards(argv: list[str]) -> int:
+    """Print every card.md of a repository (what docs/models.md copies)."""
+    p = argparse.ArgumentParser(prog="shopserve export cards", description=_cards.__doc__)
+    p.add_argument("--repo", type=Path, required=True)
+    args = p.parse_args(argv)
+    for card in sorted(args.repo.glob("*/card.md")):
+        print(card.read_text().replace("# ", "### ", 1))
+    return 0
+
+
+_COMMANDS = {"demo": _demo, "model": _model, "synthetic": _synthetic, "cards": _cards}
 _COMMANDS.update({f: (lambda argv, f=f: _families(f, argv)) for f in [*FAMILIES, "all"]})
 
 

@@ -168,19 +168,19 @@ def export_recommender(opts: ExportOptions) -> None:
     rows.append(Row("baseline", m["ndcg@10"], m, params=n, note="most purchased items (training events)"))
 
     seed_model = SeedLSTM(n, 32 if q else 64, 64 if q else 128)
-    _train_seq(seed_model, data, opts, "seed LSTM", budget_s=15 if q else 150, epochs=2 if q else 30)
+    _train_seq(seed_model, data, opts, "seed LSTM", budget_s=8 if q else 150, epochs=2 if q else 30)
     m = rank_metrics(_scores_torch(seed_model, test_h, L), data.test_target)
     rows.append(Row("seed", m["ndcg@10"], m, params=param_count(seed_model)))
 
     teacher = SASRec(n, 32 if q else 64, 1 if q else 2, 2, L)
-    _train_seq(teacher, data, opts, "teacher SASRec", budget_s=20 if q else 180, epochs=3 if q else 30, lr=4e-3)
+    _train_seq(teacher, data, opts, "teacher SASRec", budget_s=10 if q else 180, epochs=3 if q else 30, lr=4e-3)
     m = rank_metrics(_scores_torch(teacher, test_h, L), data.test_target)
     rows.append(Row("teacher", m["ndcg@10"], m, params=param_count(teacher)))
     for p in teacher.parameters():
         p.requires_grad_(False)
 
     student = SASRec(n, 16 if q else 32, 1, 1, L)
-    _train_seq(student, data, opts, "student SASRec (distil)", teacher=teacher, budget_s=20 if q else 180,
+    _train_seq(student, data, opts, "student SASRec (distil)", teacher=teacher, budget_s=10 if q else 180,
                epochs=3 if q else 30, lr=4e-3)
 
     work = opts.cache / "recommender"

@@ -184,7 +184,7 @@ def export_risk(opts: ExportOptions) -> None:
     rows.append(Row("student", m["roc_auc"], m, params=param_count(student),
                     size_bytes=onnx_path.stat().st_size, latency_ms=lat, note="ONNX Runtime CPU, 1 thread"))
     # contributions are exact: they sum to the logit
-    additivity = float(np.max(np.abs(got[2].sum(1) + float(student.bias) - got[1][:, 0])))
+    additivity = float(np.max(np.abs(got[2].sum(1) + float(student.bias.detach()) - got[1][:, 0])))
 
     # threshold on validation: the F1-best cut of the student's probability
     pv = s_prob(xn_va, xc_va)
@@ -193,7 +193,7 @@ def export_risk(opts: ExportOptions) -> None:
     threshold = round(float(cands[int(np.argmax(f1s))]), 3)
 
     pre = dict(p, threshold=threshold, threshold_rule="max F1 on the validation split",
-               bias=float(student.bias), contributions=NUMERIC + CATEGORICAL,
+               bias=float(student.bias.detach()), contributions=NUMERIC + CATEGORICAL,
                test_f1_at_threshold=round(float(f1_score(y_te, got[0][:, 0] >= threshold)), 4))
     folder.write_json("1/preprocess.json", pre)
     folder.write_config(config_toml(
