@@ -28,9 +28,11 @@ def outer_product_block(typingctx, tile_t, queries, out_s, r0, c0):  # type: ign
     tile_t float32[d, T] (items in columns), queries float32[b8, d], out_s float32[b8, T], all
     C-contiguous; the caller keeps r0 + 32 <= T and c0 + 8 <= b8.
     """
-    f32_2d = types.Array(types.float32, 2, "C")
-    if tile_t != f32_2d or queries != f32_2d or out_s != f32_2d:
-        return None
+    for a in (tile_t, queries, out_s):
+        if not (isinstance(a, types.Array) and a.dtype == types.float32 and a.ndim == 2):
+            return None
+        if a.layout != "C":
+            return None
     sig = types.void(tile_t, queries, out_s, types.intp, types.intp)
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]

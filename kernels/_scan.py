@@ -13,7 +13,8 @@ looked up for scores that already beat the query's current k-th score, so they c
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from ._bits import widen
 from ._heap import heap_push
@@ -28,6 +29,8 @@ __all__ = [
     "is_excluded",
     "offer",
     "pad_queries",
+    "panel_as_f32",
+    "score_panel_few",
     "score_rows_small_batch",
     "score_tile",
 ]
@@ -129,10 +132,10 @@ def convert_tile(items, r0, rows, out_tile_t):  # type: ignore[no-untyped-def]
     """Widen items[r0:r0+rows] into the transposed out_tile_t[:, :rows] (float32[d, TILE_ROWS],
     items in columns, as the microkernel wants them); zero the padding columns."""
     d = items.shape[1]
-    for r in range(rows):
-        for j in range(d):
-            out_tile_t[j, r] = widen(items[r0 + r, j])
+    # dimension-outer: each write row of the tile is contiguous (measured faster than row-outer)
     for j in range(d):
+        for r in range(rows):
+            out_tile_t[j, r] = widen(items[r0 + r, j])
         for r in range(rows, out_tile_t.shape[1]):
             out_tile_t[j, r] = 0.0
 
@@ -181,20 +184,56 @@ def select_tile(  # type: ignore[no-untyped-def]
     """Offer the scores of tile rows r0..r0+rows (tile_s float32[b4, TILE_ROWS], query-major)
     to the heaps heap_base + q. Once a heap is full, one vectorised count of the scores at or
     above its k-th score skips the whole tile for that query, which is the common case."""
-    for r in range(rows):
-        tile_s[0:b, r] *= scales[r0 + r]
     for q in range(b):
         slot = heap_base + q
         if counts[slot] == k:
             thr = heap_s[slot, 0]
             hits = 0
             for r in range(rows):
-                hits += tile_s[q, r] >= thr
+                hits += tile_s[q, r] * scales[r0 + r] >= thr
             if hits == 0:
                 continue
         for r in range(rows):
-            s = tile_s[q, r]
+            s = tile_s[q, r] * scales[r0 + r]
             if counts[slot] == k and s < heap_s[slot, 0]:
                 continue
             if is_allowed(filter_mode, mask, bitset, r0 + r):
                 offer(heap_s, heap_i, counts, slot, q, k, s, r0 + r, ex_indptr, ex_sorted)
+
+
+def panel_as_f32(panels, t, scratch):  # type: ignore[no-untyped-def]
+    """panels[t] as float32 [d, T]: the panel itself for float32 storage, else widened into
+    scratch (contiguous in and out, so the conversion loop vectorises). Numba-only."""
+    raise NotImplementedError
+
+
+@overload(panel_as_f32)
+def _panel_as_f32_impl(panels, t, scratch):  # type: ignore[no-untyped-def]
+    if panels.dtype == types.float32:
+        return lambda panels, t, scratch: panels[t]
+
+    def widen_panel(panels, t, scratch):  # type: ignore[no-untyped-def]
+        p = panels[t]
+        for j in range(p.shape[0]):
+            for r in range(p.shape[1]):
+                scratch[j, r] = widen(p[j, r])
+        return scratch
+
+    return widen_panel
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def score_panel_few(panel, queries, b, out_s):  # type: ignore[no-untyped-def]
+    """out_s[q, r] = dot(widen(panel[:, r]), queries[q]) for q < b (a few queries), all r.
+
+    panel: storage dtype [d, T] (items in columns); out_s float32[>= b, T]. Items in SIMD lanes:
+    one broadcast query value times a row of T items per step, no horizontal sums.
+    """
+    d, n_cols = panel.shape
+    for q in range(b):
+        for r in range(n_cols):
+            out_s[q, r] = 0.0
+        for j in range(d):
+            qv = queries[q, j]
+            for r in range(n_cols):
+                out_s[q, r] += qv * widen(panel[j, r])

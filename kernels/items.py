@@ -6,13 +6,23 @@ check happens when the matrix is built (at load time), and the kernels take the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["STORAGE_DTYPES", "ItemMatrix"]
+__all__ = ["PANEL_ROWS", "STORAGE_DTYPES", "ItemMatrix", "to_panels"]
 
 STORAGE_DTYPES = ("float32", "float16", "int8")
+PANEL_ROWS = 256  # = _scan.TILE_ROWS: 256 items x 64 dims x 4 B = one 64 KiB L2-resident tile
+
+
+def to_panels(data: np.ndarray) -> np.ndarray:
+    """[n_tiles, dim, PANEL_ROWS] transposed tiles of row-major data [n, dim], zero-padded."""
+    n, d = data.shape
+    n_tiles = max(1, -(-n // PANEL_ROWS))
+    padded = np.zeros((n_tiles * PANEL_ROWS, d), data.dtype)
+    padded[:n] = data
+    return np.ascontiguousarray(padded.reshape(n_tiles, PANEL_ROWS, d).transpose(0, 2, 1))
 
 
 @dataclass(frozen=True, eq=False)
@@ -26,6 +36,10 @@ class ItemMatrix:
     data: np.ndarray
     scales: np.ndarray
     dtype: str
+    # The exact scan's layout: panels[t] = data[t*T:(t+1)*T].T, [n_tiles, dim, T] (T =
+    # PANEL_ROWS, zero rows pad the last): items sit in SIMD lanes without a per-call transpose.
+    # Built by from_array / quantize; a second copy of the items (the row copy serves IVF).
+    panels: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_items(self) -> int:
@@ -56,7 +70,8 @@ class ItemMatrix:
                 raise ValueError(
                     f"scales: expected finite float32 [{n}], got shape {list(s.shape)}"
                 )
-            return cls(np.ascontiguousarray(a), s, "int8")
+            a = np.ascontiguousarray(a)
+            return cls(a, s, "int8", to_panels(a))
         if scales is not None:
             raise ValueError("scales: only int8 items take per-row scales")
         if a.dtype not in (np.float32, np.float16):
@@ -64,9 +79,10 @@ class ItemMatrix:
         if not np.isfinite(a).all():
             raise ValueError("items: contains NaN or infinite values")
         ones = np.ones(n, np.float32)
+        a = np.ascontiguousarray(a)
         if a.dtype == np.float16:
-            return cls(np.ascontiguousarray(a).view(np.uint16), ones, "float16")
-        return cls(np.ascontiguousarray(a), ones, "float32")
+            a = a.view(np.uint16)
+        return cls(a, ones, a.dtype.name if a.dtype == np.float32 else "float16", to_panels(a))
 
     @classmethod
     def quantize(cls, items: np.ndarray, dtype: str) -> ItemMatrix:

@@ -8,9 +8,9 @@ from numba import njit, prange
 from ._heap import heap_push, heap_sorted_into
 from ._scan import (
     TILE_ROWS,
-    convert_tile,
     pad_queries,
-    score_rows_small_batch,
+    panel_as_f32,
+    score_panel_few,
     score_tile,
     select_tile,
 )
@@ -22,20 +22,23 @@ from ._validate import (
     check_queries,
     thread_count,
 )
-from .items import ItemMatrix
+from .items import PANEL_ROWS, ItemMatrix
 
 __all__ = ["SMALL_BATCH", "topk_inner_product"]
 
-# Below this many queries each item row is scored straight from memory (the scan is memory
-# bound); from it on, tiles are widened to float32 once and scored 4 items x 4 queries at a time.
+# Below this many queries each panel is scored straight from its storage dtype, query by query
+# (the scan is memory bound); from it on, a panel is widened to float32 once (float32 panels are
+# used in place) and scored by the 8-query x 32-item microkernel.
 SMALL_BATCH = 4
+assert TILE_ROWS == PANEL_ROWS
 
 
 @njit(nogil=True, cache=True, parallel=True)
 def _topk_exact(  # type: ignore[no-untyped-def]
     queries,
     queries_pad,
-    items,
+    panels,
+    n,
     scales,
     k,
     filter_mode,
@@ -48,52 +51,27 @@ def _topk_exact(  # type: ignore[no-untyped-def]
     out_scores,
 ):
     """queries float32[b, d]; queries_pad the same with zero rows up to a multiple of 8;
-    items float32|uint16|int8 [n, d]; scales float32[n]; out_ids int64[b, k], out_scores
+    panels float32|uint16|int8 [n_tiles, d, TILE_ROWS] (ItemMatrix.panels) of n items;
+    scales float32[n]; out_ids int64[b, k], out_scores
     float32[b, k]. Items split into one chunk per thread (n_threads), each with its own heap per
     query; the chunks' heaps are merged per query at the end."""
     b, d = queries.shape
-    n = items.shape[0]
-    n_tiles = (n + TILE_ROWS - 1) // TILE_ROWS
+    n_tiles = panels.shape[0]
     n_chunks = max(1, min(n_threads, n_tiles))
     heap_s = np.empty((n_chunks * b, k), np.float32)
     heap_i = np.empty((n_chunks * b, k), np.int64)
     counts = np.zeros(n_chunks * b, np.int64)
-    no_ids = np.zeros(0, np.int64)
     for c in prange(n_chunks):
-        t0 = c * n_tiles // n_chunks
-        t1 = (c + 1) * n_tiles // n_chunks
-        r_start = t0 * TILE_ROWS
-        r_stop = min(n, t1 * TILE_ROWS)
         base = c * b
-        if b < SMALL_BATCH:
-            score_rows_small_batch(
-                items,
-                scales,
-                no_ids,
-                False,
-                r_start,
-                r_stop,
-                queries,
-                0,
-                b,
-                base,
-                k,
-                filter_mode,
-                mask,
-                bitset,
-                ex_indptr,
-                ex_sorted,
-                heap_s,
-                heap_i,
-                counts,
-            )
-            continue
-        tile_t = np.empty((d, TILE_ROWS), np.float32)
-        tile_s = np.empty((queries_pad.shape[0], TILE_ROWS), np.float32)
-        for r0 in range(r_start, r_stop, TILE_ROWS):
-            rows = min(TILE_ROWS, r_stop - r0)
-            convert_tile(items, r0, rows, tile_t)
-            score_tile(tile_t, rows, queries_pad, tile_s)
+        scratch = np.empty((d, TILE_ROWS), np.float32)
+        tile_s = np.empty((max(b, queries_pad.shape[0]), TILE_ROWS), np.float32)
+        for t in range(c * n_tiles // n_chunks, (c + 1) * n_tiles // n_chunks):
+            r0 = t * TILE_ROWS
+            rows = min(TILE_ROWS, n - r0)
+            if b < SMALL_BATCH:
+                score_panel_few(panels[t], queries, b, tile_s)
+            else:
+                score_tile(panel_as_f32(panels, t, scratch), rows, queries_pad, tile_s)
             select_tile(
                 tile_s, r0, rows, b, scales, k, filter_mode, mask, bitset, ex_indptr, ex_sorted,
                 heap_s, heap_i, counts, base,
@@ -142,8 +120,8 @@ def topk_inner_product(
     eligible, the rows end with id -1 and score -inf. n_threads: threads for this call (default:
     Numba's current setting for the calling thread; on a busy machine one thread often wins).
     """
-    if not isinstance(items, ItemMatrix):
-        raise ValueError("items: expected an ItemMatrix (ItemMatrix.from_array checks values once)")
+    if not isinstance(items, ItemMatrix) or items.panels is None:
+        raise ValueError("items: expected an ItemMatrix from ItemMatrix.from_array / quantize")
     q = check_queries(queries, items.dim)
     k = check_k(k)
     b = q.shape[0]
@@ -153,7 +131,7 @@ def topk_inner_product(
     scores = check_out(out_scores, "out_scores", (b, k), np.float32)
     with thread_count(n_threads) as threads:
         _topk_exact(
-            q, pad_queries(q), items.data, items.scales, k, mode, mask, bitset, ex_indptr, ex_sorted, threads,
+            q, pad_queries(q), items.panels, items.n_items, items.scales, k, mode, mask, bitset, ex_indptr, ex_sorted, threads,
             ids, scores,
         )  # fmt: skip
     return ids, scores

@@ -22,7 +22,10 @@ def _tiny_items(dtype: str, readonly: bool) -> ItemMatrix:
         # items loaded with np.load(mmap_mode="r") are read-only: a distinct Numba type
         data = m.data.copy()
         data.flags.writeable = False
-        m = ItemMatrix(data, m.scales, m.dtype)
+        assert m.panels is not None
+        panels = m.panels.copy()
+        panels.flags.writeable = False
+        m = ItemMatrix(data, m.scales, m.dtype, panels)
     return m
 
 
