@@ -123,10 +123,9 @@ async def recommend(request: Request) -> Response:
     req = _decode(await request.body(), RecommendRequest)
     budget = _budget(request, req.budget_ms, "recommend", arrival)
     f = req.filters or RecommendFilters()
-    rec = (
-        await _registry(request)
-        .recommend()
-        .recommend(list(req.history), req.k, f.price_min, f.price_max, f.exclude_history, budget)
+    pipeline = _registry(request).recommend()
+    rec = await pipeline.recommend(
+        list(req.history), req.user_id, req.k, f.price_min, f.price_max, f.exclude_history, budget
     )
     resp = RecommendResponse(
         items=_items(rec.items),

@@ -11,6 +11,9 @@ from litestar.testing import TestClient
 from server.app import create_app
 from server.settings import Settings
 
+# a loaded test machine must not turn into 504s; budgets are tested with explicit small values
+GENEROUS = {"recommend": 5000.0, "search": 5000.0, "classify": 5000.0, "score": 5000.0}
+
 SESSION = {
     "Administrative": 0,
     "Administrative_Duration": 0.0,
@@ -34,7 +37,9 @@ SESSION = {
 
 @pytest.fixture(scope="module")
 def client(shop_repo):
-    with TestClient(create_app(Settings(model_repository=str(shop_repo), device="cpu"))) as c:
+    with TestClient(
+        create_app(Settings(model_repository=str(shop_repo), device="cpu", budgets_ms=GENEROUS))
+    ) as c:
         yield c
 
 

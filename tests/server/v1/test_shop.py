@@ -10,10 +10,15 @@ from litestar.testing import TestClient
 from server.app import create_app
 from server.settings import Settings
 
+# a loaded test machine must not turn into 504s; budgets are tested with explicit small values
+GENEROUS = {"recommend": 5000.0, "search": 5000.0, "classify": 5000.0, "score": 5000.0}
+
 
 @pytest.fixture(scope="module")
 def client(shop_repo):
-    with TestClient(create_app(Settings(model_repository=str(shop_repo), device="cpu"))) as c:
+    with TestClient(
+        create_app(Settings(model_repository=str(shop_repo), device="cpu", budgets_ms=GENEROUS))
+    ) as c:
         yield c
 
 
@@ -150,3 +155,27 @@ def test_budget_too_small_is_504_never_500(client, catalog):
         headers={"X-Request-Timeout-Ms": "0.001"},
     )
     assert r.status_code == 504, r.text
+
+
+def test_recommend_ranks_candidates_with_the_ranker(client, catalog):
+    r = client.post("/v1/recommend", json={"history": catalog[5:9], "user_id": "17850", "k": 10})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["degraded"] is False and "ranker" in body["model_versions"]
+    assert (
+        "features;dur=" in r.headers["server-timing"] and "rank;dur=" in r.headers["server-timing"]
+    )
+    scores = [i["score"] for i in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_recommend_degrades_to_retrieval_order_when_ranking_cannot_fit(
+    client, catalog, monkeypatch
+):
+    ranker = client.app.state.repository.get("ranker")
+    monkeypatch.setattr(ranker.latency, "expected_ns", lambda rows: 60e9)  # "a minute per batch"
+    r = client.post("/v1/recommend", json={"history": catalog[5:9], "k": 10})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["degraded"] is True and len(body["items"]) == 10
+    assert "rank;dur=" not in r.headers["server-timing"]
