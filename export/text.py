@@ -498,6 +498,8 @@ def _train_seed_lstm(ids, labels, split, n_cls: int, opts: ExportOptions):
 def _write_search_pipeline(opts: ExportOptions, product_emb: np.ndarray, tok_json: str) -> None:
     retail, _ = load_retail()
     _, items, _ = retail_sequences(retail)
+    # --quick embeds only the first products: the catalogue must match the embeddings row for row
+    items = items.iloc[: len(product_emb)]
     folder = ModelFolder(opts.out, "search")
     v = folder.version
     np.save(v / "product_embeddings.npy", product_emb.astype(np.float32))
