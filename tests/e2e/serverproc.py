@@ -20,7 +20,12 @@ def free_port() -> int:
 
 class ServerProcess:
     def __init__(
-        self, repo: Path, *, env: dict[str, str] | None = None, startup_s: float = 60
+        self,
+        repo: Path,
+        *,
+        env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
+        startup_s: float = 120,
     ) -> None:
         self.port = free_port()
         self.url = f"127.0.0.1:{self.port}"
@@ -36,6 +41,7 @@ class ServerProcess:
             "127.0.0.1",
             "--port",
             str(self.port),
+            *(extra_args or []),
         ]
         full_env = {
             **os.environ,
