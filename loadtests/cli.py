@@ -27,8 +27,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(repo: Path) -> tuple[subprocess.Popen, str]:
+def _start_server(repo: Path, config: Path | None) -> tuple[subprocess.Popen, str]:
     port = _free_port()
+    extra = ["--config", str(config)] if config is not None else []
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -65,6 +66,7 @@ def main(argv: list[str]) -> int:
         "--host", help="server URL; when absent a server is started on a free loopback port"
     )
     p.add_argument("--model-repository", type=Path, default=Path("model_repository"))
+    p.add_argument("--server-config", type=Path, help="settings TOML for the server started here")
     p.add_argument("--users", type=int, default=20)
     p.add_argument("--spawn-rate", type=float, default=10)
     p.add_argument("--duration", type=int, default=30, help="seconds (bounded: at most 3600)")
@@ -82,7 +84,7 @@ def main(argv: list[str]) -> int:
     server = None
     host = args.host
     if host is None:
-        server, host = _start_server(args.model_repository)
+        server, host = _start_server(args.model_repository, args.server_config)
     env = {
         **os.environ,
         "SHOPSERVE_V2_WEIGHT": str(args.v2_weight),
