@@ -42,6 +42,7 @@ def _start_server(repo: Path, config: Path | None) -> tuple[subprocess.Popen, st
             "127.0.0.1",
             "--port",
             str(port),
+            *extra,
         ],
         env={**os.environ, "SHOPSERVE_LOG_LEVEL": os.environ.get("SHOPSERVE_LOG_LEVEL", "warning")},
     )
