@@ -62,7 +62,7 @@ def test_short_loadtest_writes_reports_and_checks_slo(shop_repo, tmp_path):
     rows = {r.name: r for r in read_stats(report / "locust")}
     assert rows["score"].requests > 0 and rows["score"].failures == 0
     strict = tmp_path / "strict.toml"
-    strict.write_text("[score]\np99_ms = 0\n\n[recommend]\nerror_rate = 0.0\n")
+    strict.write_text("[score]\np99_ms = 0\n\n[checkout]\nerror_rate = 0.0\n")
     problems = check_slo(list(rows.values()), strict)
     assert any("score: p99_ms" in p for p in problems)
-    assert any("recommend: no requests" in p for p in problems)
+    assert any("checkout: no requests" in p for p in problems)
