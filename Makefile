@@ -17,7 +17,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e '.[dev,export,loadtest]'
 	touch $@
 
+# the full demo repository: trained on the real data in data/ (resumable: finished models are
+# kept), plus the small onnx.helper models the README's first examples use
 $(REPO)/.complete: | $(VENV)/.installed
+	$(VENV)/bin/shopserve export all --out $(REPO)
 	$(VENV)/bin/shopserve export demo --out $(REPO)
 	touch $@
 
