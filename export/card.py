@@ -13,12 +13,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Card", "GateError", "Row", "Rule", "check_gates"]
+__all__ = ["Card", "ExportError", "GateError", "Row", "Rule", "check_gates"]
 
 VARIANTS = ("baseline", "seed", "teacher", "student", "student-int8", "student-fp16")
 
 
-class GateError(RuntimeError):
+class ExportError(RuntimeError):
+    """A family cannot be built (a missing input, a failed gate); the message says why."""
+
+
+class GateError(ExportError):
     """A model failed its quality gate; the message lists every failed rule."""
 
 

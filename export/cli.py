@@ -59,7 +59,7 @@ def _summary(rows: list[dict]) -> str:
 
 
 def _families(name: str, argv: list[str]) -> int:
-    from export.card import GateError
+    from export.card import ExportError
     from export.onnx_tools import offline_env
     from export.options import ExportOptions
     from export.repository import is_done
@@ -82,7 +82,7 @@ def _families(name: str, argv: list[str]) -> int:
         opts.log(f"[{fam}] building ...")
         try:
             getattr(importlib.import_module(module), func)(opts)
-        except GateError as e:
+        except ExportError as e:
             failures.append(str(e))
             opts.log(str(e))
         opts.log(f"[{fam}] done in {time.perf_counter() - t:.0f} s")

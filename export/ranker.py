@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from export import onnx_tools
-from export.card import Card, Row, check_gates
+from export.card import Card, ExportError, Row, check_gates
 from export.options import ExportOptions, finish
 from export.recommender import RecData, encode_histories, load_rec_data
 from export.repository import ModelFolder, Tensor, config_toml
@@ -180,7 +180,7 @@ def export_ranker(opts: ExportOptions) -> None:
 
     qe, rec = opts.out / "query_encoder" / "1" / "model.onnx", opts.out / "recommend" / "1"
     if not qe.exists():
-        raise RuntimeError(f"ranker needs the recommender's retrieval model: run `shopserve export recommender "
+        raise ExportError(f"ranker needs the recommender's retrieval model: run `shopserve export recommender "
                            f"--out {opts.out}` first ({qe} is missing)")
     seed_everything(opts.seed)
     q = opts.quick

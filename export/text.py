@@ -416,7 +416,8 @@ def export_text(opts: ExportOptions) -> None:
     card = Card("search_encoder", "product search: query/product text -> unit embedding (inner product); "
                 "recall@10 against the teacher's top-10 over the Online Retail product descriptions",
                 {"name": "Online Retail product descriptions (corpus) + review titles (queries)",
-                 "rows": len(data.products), "split": f"{len(data.queries)} held-out review titles as queries; "
+                 "rows": len(data.products), "split": f"{len(data.queries)} queries (two-word description spans + held-out "
+                 "review titles); "
                  "corpus = all product descriptions (distillation saw the corpus, never the queries)"},
                 "recall@10", rows, gate,
                 extra={"export_check": check.to_dict(), "served_variant": served, "latency_input": "32 tokens"})
