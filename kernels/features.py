@@ -93,13 +93,15 @@ _I23, _I127, _I1 = np.int32(23), np.int32(127), np.int32(1)
 _EXP_MASK, _MANT_MASK, _ONE_BITS = np.int32(0xFF), np.int32(0x7FFFFF), np.int32(0x3F800000)
 
 
-# no fastmath here: reassociation would fold (1 + x) - 1 into x and undo the correction
-@njit(inline="always", nogil=True, cache=True)
+# no fastmath here: reassociation would fold (1 + x) - 1 into x and undo the correction.
+# error_model="numpy": Python's ZeroDivisionError check on "/" is a branch that stops LLVM
+# from vectorising the loop (scalar 6 ns per value before, vectorised after).
+@njit(inline="always", nogil=True, cache=True, error_model="numpy")
 def _log1p_nonneg(x):  # type: ignore[no-untyped-def]
     """log1p(max(x, 0)) in float32, branch-free so that loops over it vectorise (libm's log1pf
     is a scalar call, ~10 ns; this inlines at a few ns). log(1 + x) from the exponent and an atanh series on the mantissa
     in [sqrt(1/2), sqrt(2)), then Goldberg's x / ((1 + x) - 1) factor restores small x."""
-    x = max(x, np.float32(0.0))
+    x = x if x > np.float32(0.0) else np.float32(0.0)
     u = np.float32(1.0) + x
     bits = f32_to_bits(u)
     e = ((bits >> _I23) & _EXP_MASK) - _I127
@@ -115,7 +117,8 @@ def _log1p_nonneg(x):  # type: ignore[no-untyped-def]
     poly = poly * t2 + np.float32(1.0)
     log_u = np.float32(e) * np.float32(0.6931472) + np.float32(2.0) * t * poly
     d = u - np.float32(1.0)
-    return x if d == np.float32(0.0) else log_u * (x / d)
+    ratio = x / d if d != np.float32(0.0) else np.float32(1.0)
+    return log_u * ratio if d != np.float32(0.0) else x
 
 
 def _assemble_py(  # type: ignore[no-untyped-def]
@@ -147,7 +150,7 @@ def _assemble_py(  # type: ignore[no-untyped-def]
     Per (query, feature), the values of that query's candidates go to a contiguous scratch
     column, are transformed there (loops that vectorise), then copied into out[:, f]: the source
     switch sits outside every candidate loop. Recent interactions are sorted per query by key
-    (item or category) with their decayed weights: one binary search per candidate and feature.
+    (item or category) with their decayed weights: one binary search per candidate and key kind.
     """
     n_users = user_f.shape[0]
     n_items = item_f.shape[0]
@@ -191,26 +194,42 @@ def _assemble_py(  # type: ignore[no-untyped-def]
         cat = np.empty(nc, np.int64)
         for c in range(nc):
             cat[c] = item_cat[cand_ids[c0 + c]]
-        keys = np.empty((max(n_slots, 1), n_rec), np.int64)
+        # Recent interactions sorted twice, by item and by category (a permutation each;
+        # insertion sort: a user's recent list is short). Each candidate finds its run of equal
+        # keys once per key kind, and every recent feature sums its own weights over that run.
+        perm = np.empty((2, n_rec), np.int64)
+        keys = np.empty((2, n_rec), np.int64)
+        for kind in range(2):
+            for j in range(n_rec):
+                key = recent_ids[r0 + j]
+                if kind == 1:
+                    key = item_cat[key]
+                p = j
+                while p > 0 and keys[kind, p - 1] > key:
+                    keys[kind, p] = keys[kind, p - 1]
+                    perm[kind, p] = perm[kind, p - 1]
+                    p -= 1
+                keys[kind, p] = key
+                perm[kind, p] = j
+        run = np.zeros((2, 2, nc), np.int64)  # [kind, lo/hi, candidate]
+        if n_rec > 0 and n_slots > 0:
+            for kind in range(2):
+                for c in range(nc):
+                    key = cand_ids[c0 + c] if kind == 0 else cat[c]
+                    p = _lower_bound(keys[kind], 0, n_rec, key)
+                    run[kind, 0, c] = p
+                    while p < n_rec and keys[kind, p] == key:
+                        p += 1
+                    run[kind, 1, c] = p
         wts = np.empty((max(n_slots, 1), n_rec), np.float32)
         for f in range(n_feat):
             s = recent_slot[f]
             if s < 0:
                 continue
             rate = _LN2 / param[f]
-            for j in range(n_rec):
-                key = recent_ids[r0 + j]
-                if source[f] == 5:
-                    key = item_cat[key]
-                w = np.float32(np.exp(-recent_age_s[r0 + j] * rate))
-                # insertion sort: a user's recent list is short (tens)
-                p = j
-                while p > 0 and keys[s, p - 1] > key:
-                    keys[s, p] = keys[s, p - 1]
-                    wts[s, p] = wts[s, p - 1]
-                    p -= 1
-                keys[s, p] = key
-                wts[s, p] = w
+            kind = 0 if source[f] == 4 else 1
+            for p in range(n_rec):
+                wts[s, p] = np.float32(np.exp(-recent_age_s[r0 + perm[kind, p]] * rate))
         a_lo = aff_ptr[u]
         a_hi = aff_ptr[u + 1]
         for f in range(n_feat):
@@ -233,13 +252,11 @@ def _assemble_py(  # type: ignore[no-untyped-def]
                     col[c] = item_f[cand_ids[c0 + c], k] / mean if mean > 0 else 0.0
             elif src == 4 or src == 5:
                 s = recent_slot[f]
+                kind = src - 4
                 for c in range(nc):
-                    key = cand_ids[c0 + c] if src == 4 else cat[c]
-                    p = _lower_bound(keys[s], 0, n_rec, key)
                     acc = np.float32(0.0)
-                    while p < n_rec and keys[s, p] == key:
+                    for p in range(run[kind, 0, c], run[kind, 1, c]):
                         acc += wts[s, p]
-                        p += 1
                     col[c] = acc
             else:
                 a = np.int64(user_f[u, k])
@@ -263,8 +280,8 @@ def _assemble_py(  # type: ignore[no-untyped-def]
     return status.min() if b > 0 else 0
 
 
-_assemble_serial = njit(nogil=True, cache=True)(_assemble_py)
-_assemble_parallel = njit(nogil=True, cache=True, parallel=True)(_assemble_py)
+_assemble_serial = njit(nogil=True, cache=True, error_model="numpy")(_assemble_py)
+_assemble_parallel = njit(nogil=True, cache=True, parallel=True, error_model="numpy")(_assemble_py)
 
 
 def _ints(name: str, a: np.ndarray | list[int], n: int | None = None) -> np.ndarray:
