@@ -57,13 +57,22 @@ class IVFIndex:
             row_ids=self.row_ids,
             data=data,
             scales=self.items.scales,
+            **(
+                {}
+                if self.items.centroids is None
+                else {"res_centroids": self.items.centroids, "res_ids": self.items.centroid_ids}
+            ),
         )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> IVFIndex:
         with np.load(path, allow_pickle=False) as z:
             data = z["data"]
-            items = ItemMatrix.from_array(data, z["scales"] if data.dtype == np.int8 else None)
+            if data.dtype == np.int8:
+                res = (z["res_centroids"], z["res_ids"]) if "res_ids" in z.files else (None, None)
+                items = ItemMatrix.from_array(data, z["scales"], *res)
+            else:
+                items = ItemMatrix.from_array(data)
             index = cls(
                 np.ascontiguousarray(z["centroids"], np.float32),
                 np.ascontiguousarray(z["list_offsets"], np.int64),
@@ -102,17 +111,28 @@ def build_ivf(
     rng = np.random.default_rng(seed)
     m = min(n, train_size or 64 * nlist)
     sample_ids = np.sort(rng.choice(n, m, replace=False))
-    sample = items.data[sample_ids]
-    if items.dtype == "float16":
-        sample = sample.view(np.float16)
-    sample = sample.astype(np.float32) * items.scales[sample_ids, None]
-    centroids = kmeans(sample, nlist, n_iter, seed)
-    labels = assign_nearest(items.data, items.scales, centroids, inner_product=True)
+    if items.centroids is not None:  # residual int8: assign the dequantised items
+        points = items.to_float32()
+        sample = points[sample_ids]
+        centroids = kmeans(sample, nlist, n_iter, seed)
+        labels = assign_nearest(points, np.ones(n, np.float32), centroids, inner_product=True)
+    else:
+        sample = items.data[sample_ids]
+        if items.dtype == "float16":
+            sample = sample.view(np.float16)
+        sample = sample.astype(np.float32) * items.scales[sample_ids, None]
+        centroids = kmeans(sample, nlist, n_iter, seed)
+        labels = assign_nearest(items.data, items.scales, centroids, inner_product=True)
     order = np.argsort(labels, kind="stable")
     offsets = np.zeros(nlist + 1, np.int64)
     np.cumsum(np.bincount(labels, minlength=nlist), out=offsets[1:])
+    cids = None if items.centroid_ids is None else items.centroid_ids[order].copy()
     reordered = ItemMatrix(
-        np.ascontiguousarray(items.data[order]), items.scales[order].copy(), items.dtype
+        np.ascontiguousarray(items.data[order]),
+        items.scales[order].copy(),
+        items.dtype,
+        centroids=items.centroids,
+        centroid_ids=cids,
     )
     return IVFIndex(centroids, offsets, order.astype(np.int64), reordered)
 
@@ -124,6 +144,9 @@ def _ivf_search(  # type: ignore[no-untyped-def]
     list_offsets,
     items,
     scales,
+    offsets,
+    cids,
+    use_offsets,
     row_ids,
     nprobe,
     k,
@@ -136,7 +159,8 @@ def _ivf_search(  # type: ignore[no-untyped-def]
     out_ids,
     out_scores,
 ):
-    """queries float32[b, d]; centroids float32[nlist, d]; items/scales/row_ids as IVFIndex.
+    """queries float32[b, d]; centroids float32[nlist, d]; items/scales/row_ids as IVFIndex;
+    offsets/cids/use_offsets: residual int8 terms as in select_tile.
     Probes the nprobe lists of highest centroid inner product. Each query's probed lists are
     dealt round-robin to n_parts heaps (n_parts > 1 spreads a small batch over threads)."""
     b, d = queries.shape
@@ -164,6 +188,9 @@ def _ivf_search(  # type: ignore[no-untyped-def]
             score_rows_small_batch(
                 items,
                 scales,
+                offsets,
+                cids,
+                use_offsets,
                 row_ids,
                 True,
                 list_offsets[lst],
@@ -223,7 +250,7 @@ def search_ivf(
     with thread_count(n_threads) as threads:
         n_parts = max(1, min(nprobe, threads // b)) if b < threads else 1
         _ivf_search(
-            q, index.centroids, index.list_offsets, items.data, items.scales, index.row_ids,
+            q, index.centroids, index.list_offsets, items.data, items.scales, *items.query_offsets(q), index.row_ids,
             nprobe, k, mode, mask, bitset, ex_indptr, ex_sorted, n_parts, ids, scores,
         )  # fmt: skip
     return ids, scores

@@ -40,6 +40,9 @@ def _topk_exact(  # type: ignore[no-untyped-def]
     panels,
     n,
     scales,
+    offsets,
+    cids,
+    use_offsets,
     k,
     filter_mode,
     mask,
@@ -52,7 +55,7 @@ def _topk_exact(  # type: ignore[no-untyped-def]
 ):
     """queries float32[b, d]; queries_pad the same with zero rows up to a multiple of 8;
     panels float32|uint16|int8 [n_tiles, d, TILE_ROWS] (ItemMatrix.panels) of n items;
-    scales float32[n]; out_ids int64[b, k], out_scores
+    scales float32[n]; offsets float32[b, c] / cids int32[n] / use_offsets: see select_tile; out_ids int64[b, k], out_scores
     float32[b, k]. Items split into one chunk per thread (n_threads), each with its own heap per
     query; the chunks' heaps are merged per query at the end."""
     b, d = queries.shape
@@ -73,8 +76,8 @@ def _topk_exact(  # type: ignore[no-untyped-def]
             else:
                 score_tile(panel_as_f32(panels, t, scratch), rows, queries_pad, tile_s)
             select_tile(
-                tile_s, r0, rows, b, scales, k, filter_mode, mask, bitset, ex_indptr, ex_sorted,
-                heap_s, heap_i, counts, base,
+                tile_s, r0, rows, b, scales, offsets, cids, use_offsets, k, filter_mode, mask,
+                bitset, ex_indptr, ex_sorted, heap_s, heap_i, counts, base,
             )  # fmt: skip
     _merge_heaps(heap_s, heap_i, counts, n_chunks, b, k, out_ids, out_scores)
 
@@ -131,7 +134,7 @@ def topk_inner_product(
     scores = check_out(out_scores, "out_scores", (b, k), np.float32)
     with thread_count(n_threads) as threads:
         _topk_exact(
-            q, pad_queries(q), items.panels, items.n_items, items.scales, k, mode, mask, bitset, ex_indptr, ex_sorted, threads,
+            q, pad_queries(q), items.panels, items.n_items, items.scales, *items.query_offsets(q), k, mode, mask, bitset, ex_indptr, ex_sorted, threads,
             ids, scores,
         )  # fmt: skip
     return ids, scores

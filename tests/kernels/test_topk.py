@@ -43,13 +43,20 @@ def _filter_kwargs(mode, eligible, ex):  # type: ignore[no-untyped-def]
 
 
 @settings(deadline=None, max_examples=60)
-@given(problems(), st.sampled_from(["float32", "float16", "int8"]))
+@given(problems(), st.sampled_from(["float32", "float16", "int8", "int8-residual"]))
 def test_exact_topk_equals_sorted_reference(problem, dtype) -> None:  # type: ignore[no-untyped-def]
     items, queries, k, mode, eligible, ex = problem
     if dtype == "int8":
         # power-of-two scales keep every product exact
         scales = np.float32(2.0) ** np.arange(len(items)) % 3
         m = ItemMatrix.from_array(items.astype(np.int8), scales.astype(np.float32))
+    elif dtype == "int8-residual":
+        rng = np.random.default_rng(len(items))
+        centroids = rng.integers(-2, 3, (3, items.shape[1])).astype(np.float32)
+        cids = rng.integers(0, 3, len(items))
+        m = ItemMatrix.from_array(
+            items.astype(np.int8), np.ones(len(items), np.float32), centroids, cids
+        )
     else:
         m = ItemMatrix.quantize(items, dtype)
     ids, scores = topk_inner_product(queries, m, k, **_filter_kwargs(mode, eligible, ex))
