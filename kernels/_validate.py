@@ -126,7 +126,7 @@ def thread_count(n_threads: int | None) -> Iterator[int]:
         return
     if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
         raise ValueError(f"n_threads: expected a positive integer, got {n_threads!r}")
-    n = min(n_threads, numba.config.NUMBA_NUM_THREADS)
+    n = min(n_threads, numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
     numba.set_num_threads(n)
     try:
         yield n

@@ -61,8 +61,8 @@ class FeatureTables:
         for name, a in (("user_features", u), ("item_features", i), ("affinity_value", aval)):
             if not np.isfinite(a).all():
                 raise ValueError(f"{name}: contains NaN or infinite values")
-        for name, a in (("user_features", u), ("item_features", i), ("item_category", cat)):
-            object.__setattr__(self, name, a)
+        for name, arr in (("user_features", u), ("item_features", i), ("item_category", cat)):
+            object.__setattr__(self, name, arr)
         object.__setattr__(self, "affinity_indptr", ptr)
         object.__setattr__(self, "affinity_category", acat)
         object.__setattr__(self, "affinity_value", aval)

@@ -50,19 +50,17 @@ class IVFIndex:
         data = self.items.data
         if self.items.dtype == "float16":
             data = data.view(np.float16)
-        np.savez(
-            path,
-            centroids=self.centroids,
-            list_offsets=self.list_offsets,
-            row_ids=self.row_ids,
-            data=data,
-            scales=self.items.scales,
-            **(
-                {}
-                if self.items.centroids is None
-                else {"res_centroids": self.items.centroids, "res_ids": self.items.centroid_ids}
-            ),
-        )
+        arrays = {
+            "centroids": self.centroids,
+            "list_offsets": self.list_offsets,
+            "row_ids": self.row_ids,
+            "data": data,
+            "scales": self.items.scales,
+        }
+        if self.items.centroids is not None and self.items.centroid_ids is not None:
+            arrays["res_centroids"] = self.items.centroids
+            arrays["res_ids"] = self.items.centroid_ids
+        np.savez(path, **arrays)  # type: ignore[arg-type]  # stubs: allow_pickle is a bool
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> IVFIndex:

@@ -70,7 +70,7 @@ def warmup() -> float:
     # the threaded variant serves training-time calls; compile it too, directly
     for kernel in (_assemble_serial, _assemble_parallel):
         cs = spec.compiled
-        kernel(
+        kernel(  # type: ignore[call-arg]
             cs.source,
             cs.column,
             cs.column2,
