@@ -23,20 +23,30 @@ def repo_copy(demo_repo: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def shop_repo(tmp_path_factory: pytest.TempPathFactory, demo_repo: Path) -> Path:
-    """The demo models plus the quick export of every model the shop endpoints call. Quick models
-    are tiny and may miss their quality gates: they are published anyway for serving tests."""
+def quick_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`shopserve export all --quick`, once per session: every family, tiny and trained for
+    seconds. Quick models' quality gates are recorded, not expected to pass, so the build
+    publishes with --allow-regression (the gate itself is tested in tests/export)."""
     import os
 
-    prebuilt = os.environ.get("SHOPSERVE_TEST_SHOP_REPO")  # a developer's shortcut: reuse a build
+    prebuilt = os.environ.get("SHOPSERVE_TEST_QUICK_REPO")  # a developer's shortcut: reuse a build
     if prebuilt:
         return Path(prebuilt)
     pytest.importorskip("torch")
     from export.cli import main as export_main
 
+    out = tmp_path_factory.mktemp("quick_repo")
+    rc = export_main(["all", "--quick", "--allow-regression", "--seed", "0", "--out", str(out)])
+    assert rc == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def shop_repo(tmp_path_factory: pytest.TempPathFactory, quick_repo: Path, demo_repo: Path) -> Path:
+    """The quick export plus the demo models, in a folder of its own (tests may load/unload)."""
     out = tmp_path_factory.mktemp("shop") / "repo"
-    for family in ("risk", "recommender", "text"):
-        export_main([family, "--quick", "--allow-regression", "--out", str(out)])
+    shutil.copytree(quick_repo, out, ignore=shutil.ignore_patterns(".staging", ".export-cache"))
     for model in demo_repo.iterdir():
-        shutil.copytree(model, out / model.name)
+        if not (out / model.name).exists():
+            shutil.copytree(model, out / model.name)
     return out
