@@ -1,4 +1,4 @@
-"""`shopserve bench server|kernels`: reached through the `shopserve.commands` entry point."""
+"""`shopserve bench server|kernels|pipelines`: reached through the `shopserve.commands` entry point."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ __all__ = ["main"]
 _BENCHES = {
     "server": "bench.server",
     "kernels": "bench.kernels",
+    "pipelines": "bench.pipelines",
 }
 
 
