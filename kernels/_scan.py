@@ -197,20 +197,23 @@ def select_tile(  # type: ignore[no-untyped-def]
     query, which is the common case.
     """
     for q in range(b):
+        slot = heap_base + q
+        # -inf until the heap is full: then every score is a hit
+        thr = heap_s[slot, 0] if counts[slot] == k else np.float32(-np.inf)
+        hits = 0
+        # one pass: final score (scale, residual offset) and the count of scores >= thr
         if use_offsets:
             for r in range(rows):
-                tile_s[q, r] = tile_s[q, r] * scales[r0 + r] + offsets[q, cids[r0 + r]]
+                v = tile_s[q, r] * scales[r0 + r] + offsets[q, cids[r0 + r]]
+                tile_s[q, r] = v
+                hits += v >= thr
         else:
             for r in range(rows):
-                tile_s[q, r] *= scales[r0 + r]
-        slot = heap_base + q
-        if counts[slot] == k:
-            thr = heap_s[slot, 0]
-            hits = 0
-            for r in range(rows):
-                hits += tile_s[q, r] >= thr
-            if hits == 0:
-                continue
+                v = tile_s[q, r] * scales[r0 + r]
+                tile_s[q, r] = v
+                hits += v >= thr
+        if hits == 0:
+            continue
         for r in range(rows):
             s = tile_s[q, r]
             if counts[slot] == k and s < heap_s[slot, 0]:
