@@ -32,7 +32,12 @@ def _tiny_items(dtype: str, readonly: bool) -> ItemMatrix:
 def warmup() -> float:
     """Run every kernel once on tiny inputs, for each item dtype and for writeable and
     read-only item arrays; returns the seconds it took (first run compiles, later runs load
-    Numba's cache)."""
+    Numba's cache).
+
+    Numba's cache is keyed by the file of the cached function only: after an edit to a helper
+    module (`_scan.py`, `_heap.py`, ...) the callers' cached code is stale. Deploy with a fresh
+    cache (delete `kernels/__pycache__/*.nbi` / `*.nbc`, or a new NUMBA_CACHE_DIR per release).
+    """
     t0 = time.perf_counter()
     q = np.ones((5, 8), np.float32)
     mask = np.ones(64, bool)
