@@ -30,7 +30,6 @@ __all__ = [
     "pad_queries",
     "panel_as_f32",
     "score_panel_few",
-    "score_rows_small_batch",
     "score_tile",
 ]
 
@@ -74,62 +73,6 @@ def offer(heap_s, heap_i, counts, slot, q, k, s, item_id, ex_indptr, ex_sorted):
     if ex_indptr[q + 1] > ex_indptr[q] and is_excluded(ex_indptr, ex_sorted, q, item_id):
         return
     counts[slot] = heap_push(heap_s[slot], heap_i[slot], c, k, s, item_id)
-
-
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
-def score_rows_small_batch(  # type: ignore[no-untyped-def]
-    items,
-    scales,
-    offsets,
-    cids,
-    use_offsets,
-    row_ids,
-    use_row_ids,
-    r0,
-    r1,
-    queries,
-    q0,
-    q1,
-    heap_base,
-    k,
-    filter_mode,
-    mask,
-    bitset,
-    ex_indptr,
-    ex_sorted,
-    heap_s,
-    heap_i,
-    counts,
-):
-    """Score rows r0..r1 of items against queries q0..q1 (few queries), one block at a time.
-
-    Per block of TILE_ROWS rows (64 KiB, re-read from L2 per query) the dot products go to a
-    small buffer first and are selected in a second loop: kept apart, the dot loop vectorises
-    (measured 2.7-6x faster than scoring and offering row by row). Heap slot of query q is
-    heap_base + q - q0. offsets / cids / use_offsets: as select_tile (per row r). row_ids: int64 ids of the rows when use_row_ids (IVF order), else the
-    row number is the id.
-    """
-    d = items.shape[1]
-    buf = np.empty(TILE_ROWS, np.float32)
-    for t0 in range(r0, r1, TILE_ROWS):
-        t1 = min(r1, t0 + TILE_ROWS)
-        for q in range(q0, q1):
-            for r in range(t0, t1):
-                acc = np.float32(0.0)
-                for j in range(d):
-                    acc += widen(items[r, j]) * queries[q, j]
-                buf[r - t0] = acc * scales[r]
-            if use_offsets:
-                for r in range(t0, t1):
-                    buf[r - t0] += offsets[q, cids[r]]
-            slot = heap_base + q - q0
-            for r in range(t0, t1):
-                s = buf[r - t0]
-                if counts[slot] == k and s < heap_s[slot, 0]:
-                    continue
-                item_id = row_ids[r] if use_row_ids else r
-                if is_allowed(filter_mode, mask, bitset, item_id):
-                    offer(heap_s, heap_i, counts, slot, q, k, s, item_id, ex_indptr, ex_sorted)
 
 
 @njit(nogil=True, cache=True)
