@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +37,20 @@ class ClassifyPipeline:
         with budget.stage("tokenize"):
             ids = self.encoder.ids(texts)
         budget.check("model")
+        # a request may carry more texts than the model's max_batch_size: split, run together
+        step = self.model.config.max_batch_size or len(texts)
         with budget.stage("model"):
-            res = await self.model.infer(
-                {"input_ids": ids}, deadline_ns=budget.deadline_ns, where="texts"
+            parts = await asyncio.gather(
+                *(
+                    self.model.infer(
+                        {"input_ids": ids[i : i + step]},
+                        deadline_ns=budget.deadline_ns,
+                        where="texts",
+                    )
+                    for i in range(0, len(texts), step)
+                )
             )
-        logits = res.outputs["logits"].astype(np.float64)
+        logits = np.concatenate([r.outputs["logits"] for r in parts]).astype(np.float64)
         logits -= logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)
         probs /= probs.sum(axis=1, keepdims=True)

@@ -179,3 +179,26 @@ def test_recommend_degrades_to_retrieval_order_when_ranking_cannot_fit(
     body = r.json()
     assert body["degraded"] is True and len(body["items"]) == 10
     assert "rank;dur=" not in r.headers["server-timing"]
+
+
+def test_classify_splits_requests_larger_than_the_models_batch(shop_repo, tmp_path):
+    import shutil
+
+    repo = tmp_path / "repo"
+    shutil.copytree(shop_repo / "classify_sentiment", repo / "classify_sentiment")
+    cfg = repo / "classify_sentiment" / "config.toml"
+    text = cfg.read_text()
+    text = text.replace("max_batch_size = 64", "max_batch_size = 8")
+    text = "\n".join(
+        line for line in text.splitlines() if not line.startswith("preferred_batch_size")
+    )
+    cfg.write_text(text)
+    with TestClient(
+        create_app(Settings(model_repository=str(repo), device="cpu", budgets_ms=GENEROUS))
+    ) as c:
+        r = c.post(
+            "/v1/classify",
+            json={"texts": [f"review number {i}" for i in range(20)], "task": "sentiment"},
+        )
+        assert r.status_code == 200, r.text
+        assert len(r.json()["results"]) == 20
