@@ -249,7 +249,7 @@ def export_ranker(opts: ExportOptions) -> None:
         return -(F.log_softmax(logits, 1) * y).sum(1).mean()
 
     fit(teacher, t_step, len(fit_q), lambda: _ndcg(scores(teacher, x_tr[val_q], s_tr[val_q]), y_tr[val_q]),
-        epochs=10 if q else 40, batch_size=64, lr=2e-3, seed=opts.seed, patience=4, budget_s=20 if q else 120,
+        epochs=10 if q else 40, batch_size=64, lr=2e-3, seed=opts.seed, patience=4, budget_s=6 if q else 120,
         desc="ranker teacher DCN-v2", weight_decay=1e-5)
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -265,7 +265,7 @@ def export_ranker(opts: ExportOptions) -> None:
         return 0.5 * kd - 0.5 * (F.log_softmax(logits, 1) * y).sum(1).mean()
 
     fit(student, s_step, len(fit_q), lambda: _ndcg(scores(student, x_tr[val_q], s_tr[val_q]), y_tr[val_q]),
-        epochs=10 if q else 40, batch_size=64, lr=3e-3, seed=opts.seed, patience=4, budget_s=20 if q else 120,
+        epochs=10 if q else 40, batch_size=64, lr=3e-3, seed=opts.seed, patience=4, budget_s=6 if q else 120,
         desc="ranker student MLP")
 
     work = opts.cache / "ranker"
@@ -321,7 +321,7 @@ def export_ranker(opts: ExportOptions) -> None:
                 {"name": "Online Retail (UCI 352), customer purchase sequences", "rows": data.rows,
                  "split": f"train on validation targets of {len(fit_q)} customers (10% held out for early "
                           f"stopping), test on the test targets of {len(users)} customers"
-                          + (" (--quick: 800 customers)" if q else "")},
+                          + (" (--quick: 500 customers)" if q else "")},
                 "ndcg@10", rows, gate,
                 extra={"export_check": check.to_dict(), "served_variant": served, "features": spec.to_json(),
                        "derived": {"item_category": f"k-means ({n_cat}) over "

@@ -55,7 +55,7 @@ def load_rec_data(quick: bool, seed: int) -> RecData:
     seqs, items, cust = retail_sequences(df)
     keep = [i for i, s in enumerate(seqs) if len(s) >= 3]
     if quick:  # a fixed random subset of customers; the catalogue stays whole
-        keep = sorted(np.random.default_rng(seed).choice(keep, size=800, replace=False).tolist())
+        keep = sorted(np.random.default_rng(seed).choice(keep, size=500, replace=False).tolist())
     seqs = [seqs[i] for i in keep]
     return RecData(items, cust[keep], [s[:-2] for s in seqs], np.array([s[-2] for s in seqs]),
                    np.array([s[-1] for s in seqs]), 20 if quick else 50, rep.rows_out, rep.to_dict())
@@ -181,19 +181,22 @@ def export_recommender(opts: ExportOptions) -> None:
 
     seed_model = SeedLSTM(n, 32 if q else 64, 64 if q else 128)
     # the same budget, epochs, early stopping and optimiser for seed, teacher and student
-    _train_seq(seed_model, data, opts, "seed LSTM", budget_s=10 if q else 150, epochs=3 if q else 30)
+    _train_seq(seed_model, data, opts, "seed LSTM", budget_s=6 if q else 150, epochs=3 if q else 30)
     m = rank_metrics(_scores_torch(seed_model, test_h, L), data.test_target)
     rows.append(Row("seed", m["ndcg@10"], m, params=param_count(seed_model)))
 
     teacher = SASRec(n, 32 if q else 64, 1 if q else 2, 2, L)
-    _train_seq(teacher, data, opts, "teacher SASRec", budget_s=10 if q else 150, epochs=3 if q else 30, lr=4e-3)
+    _train_seq(teacher, data, opts, "teacher SASRec", budget_s=6 if q else 150, epochs=3 if q else 30, lr=4e-3)
     m = rank_metrics(_scores_torch(teacher, test_h, L), data.test_target)
     rows.append(Row("teacher", m["ndcg@10"], m, params=param_count(teacher)))
     for p in teacher.parameters():
         p.requires_grad_(False)
 
-    student = SASRec(n, 16 if q else 32, 1, 1, L)
-    _train_seq(student, data, opts, "student SASRec (distil)", teacher=teacher, budget_s=10 if q else 150,
+    # student: the teacher's width, one block instead of two, initialised from the teacher's item and
+    # position embeddings, first block and final norm (layer dropping, as for the text student)
+    student = SASRec(n, teacher.item.embedding_dim, 1, 2, L)
+    student.load_state_dict({k: v for k, v in teacher.state_dict().items() if not k.startswith("blocks.1.")})
+    _train_seq(student, data, opts, "student SASRec (distil)", teacher=teacher, budget_s=6 if q else 150,
                epochs=3 if q else 30, lr=4e-3)
 
     work = opts.cache / "recommender"
@@ -258,7 +261,7 @@ def export_recommender(opts: ExportOptions) -> None:
 
     gate = check_gates(rows, served=served, speed_batch="batch_1", min_speedup=2.0, quick=opts.quick)
     split = (f"leave-one-out per customer (last item test, previous validation), {len(test_h)} customers"
-             + ("; --quick: 800 customers" if q else ""))
+             + ("; --quick: 500 customers" if q else ""))
     card = Card("query_encoder", "next-item retrieval: purchase history -> user vector, scored against "
                 "recommend/1/item_embeddings.npy over the full catalogue",
                 {"name": "Online Retail (UCI 352), customer purchase sequences", "rows": data.rows, "split": split},

@@ -163,7 +163,7 @@ def export_risk(opts: ExportOptions) -> None:
 
     fit(student, step, len(tr), lambda: roc_auc_score(y_va, s_prob(xn_va, xc_va)),
         epochs=8 if opts.quick else 60, batch_size=256, lr=1e-2, seed=opts.seed, patience=8,
-        budget_s=20 if opts.quick else 120, desc="risk student")
+        budget_s=5 if opts.quick else 120, desc="risk student")
 
     folder = ModelFolder(opts.out, MODEL_NAME)
     onnx_path = onnx_tools.export_onnx(

@@ -116,7 +116,7 @@ def _load(quick: bool, seed: int) -> TextData:
     df, rep = load_reviews()
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(df))
-    n_tr, n_va, n_te = (300, 100, 200) if quick else (3000, 800, 1500)
+    n_tr, n_va, n_te = (200, 80, 150) if quick else (3000, 800, 1500)
     tr, va, te = order[:n_tr], order[n_tr:n_tr + n_va], order[n_tr + n_va:n_tr + n_va + n_te]
     depts = sorted(d for d in df["department"].unique() if d)
     labels = {"sentiment": df["sentiment"].to_numpy(), "recommended": df["recommended"].to_numpy(),
@@ -125,15 +125,15 @@ def _load(quick: bool, seed: int) -> TextData:
     _, items, _ = retail_sequences(retail)
     products = items["Description"].fillna("").str.strip().str.lower().tolist()
     if quick:
-        products = products[:300]
+        products = products[:200]
     # queries: two-word spans of product descriptions (what a shopper types) and held-out review titles
     spans = []
-    for p in rng.choice(products, size=100 if quick else 600, replace=False):
+    for p in rng.choice(products, size=60 if quick else 600, replace=False):
         w = p.split()
         i = int(rng.integers(0, max(1, len(w) - 1)))
         spans.append(" ".join(w[i:i + 2]))
     titles = df["Title"].fillna("").str.strip()
-    queries = list(dict.fromkeys(spans + [t for t in dict.fromkeys(titles.iloc[te]) if t][: 30 if quick else 400]))
+    queries = list(dict.fromkeys(spans + [t for t in dict.fromkeys(titles.iloc[te]) if t][: 20 if quick else 400]))
     return TextData(df["text"].tolist(), labels, {"train": tr, "valid": va, "test": te},
                     {**{k: v for k, v in TASKS.items() if v}, "department": depts}, rep.rows_out,
                     rep.to_dict(), products, queries)
@@ -278,7 +278,7 @@ def export_text(opts: ExportOptions) -> None:
 
     opts.log(f"[text] student: {STUDENT_LAYERS} layers, distilling on {len(pool_ids)} texts")
     fit(student, step, len(pool_ids), s_valid, epochs=2 if q else 6, batch_size=32, lr=2e-4 if q else 1e-4,
-        seed=opts.seed, patience=2, budget_s=20 if q else 300, desc="text student")
+        seed=opts.seed, patience=2, budget_s=10 if q else 300, desc="text student")
     student.eval()
 
     work = opts.cache / "text"
@@ -492,7 +492,7 @@ def _train_seed_lstm(ids, labels, split, n_cls: int, opts: ExportOptions):
 
     fit(model, step, len(y_tr), lambda: _macro_f1(y_va, model(x_va).argmax(1).numpy())["macro_f1"],
         epochs=3 if opts.quick else 12, batch_size=64, lr=3e-3, seed=opts.seed, patience=3,
-        budget_s=5 if opts.quick else 40, desc="seed LSTM text")
+        budget_s=3 if opts.quick else 40, desc="seed LSTM text")
     return model.eval()
 
 

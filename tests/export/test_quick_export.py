@@ -19,6 +19,9 @@ SERVED = ["risk", "query_encoder", "ranker", "classify_sentiment", "classify_rec
           "classify_department", "search_encoder"]
 PIPELINES = ["recommend", "search"]
 _NP = {"TYPE_FP32": np.float32, "TYPE_INT64": np.int64}
+# the first test builds the shared quick repository (2-3 minutes on an idle 2-core machine; its
+# training budgets are CPU seconds, so a loaded machine stretches the wall time)
+pytestmark = pytest.mark.timeout(1200)
 
 
 def _feeds(config, batch: int = 3) -> dict[str, np.ndarray]:
