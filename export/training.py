@@ -51,8 +51,8 @@ def fit(model, step: Callable[[np.ndarray], object], n_train: int, evaluate: Cal
     """Adam on `step(batch_idx) -> loss`, keeping the weights of the best `evaluate()` (higher is better).
 
     Stops after `epochs`, after `patience` epochs without improvement, or when `budget_s` seconds
-    of this process's CPU time are spent: CPU time, not wall time, so that a model gets the same
-    training on a loaded shared machine as on an idle one (only the wall time grows).
+    of this process's CPU time are spent: CPU time, not wall time, so that a loaded shared machine
+    changes the training less (not nothing: a shared core also makes each CPU second slower).
     """
     import torch
     from tqdm import tqdm
