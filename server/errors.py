@@ -7,6 +7,7 @@ from typing import ClassVar
 
 __all__ = [
     "BadRequest",
+    "bad_request_from_decode",
     "DeadlineExceeded",
     "InferenceFailed",
     "InternalError",
@@ -73,3 +74,12 @@ class ModelNotReady(ShopserveError):
 class DeadlineExceeded(ShopserveError):
     status_code = 504
     code = "deadline_exceeded"
+
+
+def bad_request_from_decode(exc: Exception) -> BadRequest:
+    """A msgspec ValidationError/DecodeError as a 400 that starts with the field's `$.path`."""
+    text = str(exc)
+    if " - at `$" in text:
+        msg, path = text.rsplit(" - at `", 1)
+        return BadRequest(f"{path.rstrip('`')}: {msg}")
+    return BadRequest(f"request body: {text}")

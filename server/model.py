@@ -6,14 +6,12 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 
 from server.batching.batcher import Batcher, BatchPolicy
 from server.batching.envelope import BatchResult, Envelope
 from server.batching.latency import LatencyModel
-from server.errors import DeadlineExceeded
 from server.metrics import Metrics
 from server.repository.config import ModelConfig
 from server.runtime.session import OrtModel
@@ -21,13 +19,6 @@ from server.stats import ModelStats
 from server.validation import check_inputs
 
 __all__ = ["LoadedModel", "deadline_for"]
-
-
-@dataclass(slots=True)
-class _Timing:
-    queue_ns: int
-    compute_ns: int
-    batch_size: int
 
 
 def deadline_for(config: ModelConfig, arrival_ns: int, requested_us: int | None) -> int:
@@ -132,11 +123,3 @@ class LoadedModel:
             return await fut
         finally:
             self.stats.pending(-1)
-
-    def remaining_us(self, deadline_ns: int) -> int | None:
-        if not deadline_ns:
-            return None
-        left = (deadline_ns - time.monotonic_ns()) // 1000
-        if left <= 0:
-            raise DeadlineExceeded(f"deadline passed before model '{self.name}' was called")
-        return left

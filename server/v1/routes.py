@@ -10,7 +10,7 @@ import msgspec
 from litestar import Request, Response, post
 
 from server.budget import Budget, budget_from
-from server.errors import BadRequest
+from server.errors import bad_request_from_decode
 from server.pipelines.registry import PipelineRegistry
 from server.responses import request_id_of
 from server.v1.schemas import (
@@ -43,11 +43,7 @@ def _decode(body: bytes, kind: type[T]) -> T:
     try:
         return _decoders[kind].decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        text = str(exc)
-        if " - at `$" in text:
-            msg, path = text.rsplit(" - at `", 1)
-            raise BadRequest(f"{path.rstrip('`')}: {msg}") from None
-        raise BadRequest(f"request body: {text}") from None
+        raise bad_request_from_decode(exc) from None
 
 
 def _registry(request: Request) -> PipelineRegistry:

@@ -12,7 +12,7 @@ import msgspec
 import numpy as np
 
 from server.dtypes import V2_TO_NUMPY, numpy_to_v2, v2_itemsize
-from server.errors import BadRequest
+from server.errors import BadRequest, bad_request_from_decode
 from server.v2.schemas import InferRequest, InferRequestInput, infer_request_decoder
 
 __all__ = [
@@ -24,14 +24,6 @@ __all__ = [
 
 _json_encoder = msgspec.json.Encoder()
 _U32 = struct.Struct("<I")
-
-
-def _msgspec_error(exc: Exception) -> BadRequest:
-    text = str(exc)
-    if " - at `$" in text:
-        msg, path = text.rsplit(" - at `", 1)
-        return BadRequest(f"{path.rstrip('`')}: {msg}")
-    return BadRequest(f"request body: {text}")
 
 
 def decode_infer_request(body: bytes, header_length: str | None) -> tuple[InferRequest, memoryview]:
@@ -53,7 +45,7 @@ def decode_infer_request(body: bytes, header_length: str | None) -> tuple[InferR
     try:
         req = infer_request_decoder.decode(head)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise _msgspec_error(exc) from None
+        raise bad_request_from_decode(exc) from None
     return req, rest
 
 

@@ -12,6 +12,16 @@ from server.errors import DeadlineExceeded, InferenceFailed, Overloaded
 from tests.server.fakes import FakeModel, envelope, make_batcher
 
 
+async def started(model: FakeModel, n: int = 1) -> None:
+    """Until the fake model has begun `n` batches: the instance is busy from then on. (A fixed
+    sleep is not enough on a loaded machine.)"""
+    for _ in range(5000):
+        if len(model.batches) >= n:
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("the model never started")
+
+
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 30))
 
@@ -92,7 +102,7 @@ def test_expired_in_queue_is_answered_and_never_runs():
         b, rec = make_batcher(model, max_batch_size=1, dynamic=False)
         busy = envelope(1.0)
         b.submit(busy)
-        await asyncio.sleep(0.01)  # the only instance is now busy for 100 ms
+        await started(model)  # the only instance is now busy for 100 ms
         doomed = envelope(2.0, deadline_ms=30)
         b.submit(doomed)
         with pytest.raises(DeadlineExceeded):
@@ -128,7 +138,7 @@ def test_preferred_batch_size_is_taken_first():
         )
         first = envelope(0.0)
         b.submit(first)
-        await asyncio.sleep(0.01)  # busy for 30 ms
+        await started(model)  # busy for 30 ms
         queued = [envelope(float(i)) for i in range(1, 7)]
         for e in queued:
             b.submit(e)
@@ -151,7 +161,7 @@ def test_padding_groups_similar_lengths_and_slices_back():
         )
         blocker = envelope(0.0, width=1)
         b.submit(blocker)
-        await asyncio.sleep(0.01)
+        await started(model)
         lengths = [2, 9, 3, 10]
         envs = [envelope(float(n), width=n) for n in lengths]
         for e in envs:
@@ -174,7 +184,7 @@ def test_full_queue_rejects_at_once():
         b, rec = make_batcher(model, max_batch_size=1, dynamic=False, max_queue_size=2)
         running = envelope(0.0)
         b.submit(running)
-        await asyncio.sleep(0.01)
+        await started(model)
         q = [envelope(1.0), envelope(2.0)]
         for e in q:
             b.submit(e)
@@ -194,7 +204,7 @@ def test_failed_batch_fails_each_request_and_former_survives():
         b, rec = make_batcher(model, max_batch_size=4, max_queue_delay_us=1000)
         blocker = envelope(0.0)
         b.submit(blocker)
-        await asyncio.sleep(0.005)
+        await started(model)
         batch = [envelope(1.0), envelope(-7.0), envelope(2.0)]
         for e in batch:
             b.submit(e)
@@ -216,7 +226,7 @@ def test_disconnected_request_is_dropped_before_it_runs():
         b, _ = make_batcher(model, max_batch_size=1, dynamic=False)
         blocker = envelope(0.0)
         b.submit(blocker)
-        await asyncio.sleep(0.01)
+        await started(model)
         gone = envelope(9.0)
         b.submit(gone)
         gone.future.cancel()  # what the HTTP layer does when the client goes away
