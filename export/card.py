@@ -50,8 +50,9 @@ class Rule:
     enforced: bool = True
 
 
-def _speed_rule(rows: dict[str, Row], served: str, batch_key: str, min_speedup: float,
-                quick: bool) -> Rule | None:
+def _speed_rule(
+    rows: dict[str, Row], served: str, batch_key: str, min_speedup: float, quick: bool
+) -> Rule | None:
     t = rows.get("teacher")
     s = rows.get(served)
     if t is None or s is None:
@@ -66,8 +67,15 @@ def _speed_rule(rows: dict[str, Row], served: str, batch_key: str, min_speedup: 
     return Rule(what, speedup, min_speedup, speedup >= min_speedup, enforced=not quick)
 
 
-def check_gates(rows: list[Row], *, served: str, speed_batch: str, min_speedup: float, quick: bool,
-                quant_rule: Rule | None = None) -> dict[str, Any]:
+def check_gates(
+    rows: list[Row],
+    *,
+    served: str,
+    speed_batch: str,
+    min_speedup: float,
+    quick: bool,
+    quant_rule: Rule | None = None,
+) -> dict[str, Any]:
     """The card's `gate` object. `served` is the variant the CPU endpoint loads."""
     by = {r.variant: r for r in rows}
     rules: list[Rule] = []
@@ -78,13 +86,21 @@ def check_gates(rows: list[Row], *, served: str, speed_batch: str, min_speedup: 
         rules.append(quant_rule)
     elif "student-int8" in by and "student" in by:
         ratio = by["student-int8"].metric / max(by["student"].metric, 1e-12)
-        rules.append(Rule("student-int8 metric >= 99% of student", round(ratio, 4), 0.99, ratio >= 0.99))
+        rules.append(
+            Rule("student-int8 metric >= 99% of student", round(ratio, 4), 0.99, ratio >= 0.99)
+        )
     if "baseline" in by:
         base = by["baseline"].metric
         for r in rows:
             if r.variant != "baseline":
-                rules.append(Rule(f"{r.variant} beats baseline", round(r.metric, 4), round(base, 4),
-                                  r.metric > base))
+                rules.append(
+                    Rule(
+                        f"{r.variant} beats baseline",
+                        round(r.metric, 4),
+                        round(base, 4),
+                        r.metric > base,
+                    )
+                )
     speed = _speed_rule(by, served, speed_batch, min_speedup, quick)
     if speed is not None:
         rules.append(speed)
@@ -103,20 +119,40 @@ class Card:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"model": self.model, "task": self.task, "dataset": self.dataset, "metric": self.metric,
-             "rows": [asdict(r) for r in self.rows], "gate": self.gate}
+        d = {
+            "model": self.model,
+            "task": self.task,
+            "dataset": self.dataset,
+            "metric": self.metric,
+            "rows": [asdict(r) for r in self.rows],
+            "gate": self.gate,
+        }
         d.update(self.extra)
         return d
 
     def table(self) -> str:
         keys = sorted({k for r in self.rows for k in r.metrics})
-        lat = sorted({k for r in self.rows for k in r.latency_ms}, key=lambda k: int(k.split("_")[1]))
-        head = ["variant", f"{self.metric}", *[k for k in keys if k != self.metric], "params", "size",
-                *[f"ms@{k.split('_')[1]}" for k in lat]]
+        lat = sorted(
+            {k for r in self.rows for k in r.latency_ms}, key=lambda k: int(k.split("_")[1])
+        )
+        head = [
+            "variant",
+            f"{self.metric}",
+            *[k for k in keys if k != self.metric],
+            "params",
+            "size",
+            *[f"ms@{k.split('_')[1]}" for k in lat],
+        ]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in self.rows:
-            cells = [r.variant, f"{r.metric:.4f}", *[_fmt(r.metrics.get(k)) for k in keys if k != self.metric],
-                     _count(r.params), _size(r.size_bytes), *[_fmt(r.latency_ms.get(k)) for k in lat]]
+            cells = [
+                r.variant,
+                f"{r.metric:.4f}",
+                *[_fmt(r.metrics.get(k)) for k in keys if k != self.metric],
+                _count(r.params),
+                _size(r.size_bytes),
+                *[_fmt(r.latency_ms.get(k)) for k in lat],
+            ]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 

@@ -16,14 +16,20 @@ __all__ = ["main"]
 FAMILIES = {
     "risk": ("export.risk", "export_risk", ["risk"]),
     "recommender": ("export.recommender", "export_recommender", ["query_encoder", "recommend"]),
-    "text": ("export.text", "export_text",
-             ["classify_sentiment", "classify_recommended", "classify_department", "search_encoder"]),
+    "text": (
+        "export.text",
+        "export_text",
+        ["classify_sentiment", "classify_recommended", "classify_department", "search_encoder"],
+    ),
     "ranker": ("export.ranker", "export_ranker", ["ranker"]),
 }
 
 
 def _demo(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="shopserve export demo", description="Build the small demo repository (onnx.helper models, no training).")
+    parser = argparse.ArgumentParser(
+        prog="shopserve export demo",
+        description="Build the small demo repository (onnx.helper models, no training).",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     from export.demo import build_demo_repository
@@ -34,27 +40,35 @@ def _demo(argv: list[str]) -> int:
 
 
 def _family_parser(name: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"shopserve export {name}",
-                                description="Train, distil, quantize and export to a model repository.")
+    p = argparse.ArgumentParser(
+        prog=f"shopserve export {name}",
+        description="Train, distil, quantize and export to a model repository.",
+    )
     p.add_argument("--out", type=Path, required=True, help="model repository to write into")
     p.add_argument("--quick", action="store_true", help="tiny models on data subsets (tests, CI)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where torch trains")
-    p.add_argument("--allow-regression", action="store_true", help="publish even if a quality gate fails")
+    p.add_argument(
+        "--allow-regression", action="store_true", help="publish even if a quality gate fails"
+    )
     p.add_argument("--force", action="store_true", help="rebuild models already in the repository")
     return p
 
 
 def _summary(rows: list[dict]) -> str:
-    lines = [f"{'model':<22} {'metric':<12} {'baseline':>9} {'seed':>8} {'teacher':>8} {'student':>8} {'int8':>8}  gate"]
+    lines = [
+        f"{'model':<22} {'metric':<12} {'baseline':>9} {'seed':>8} {'teacher':>8} {'student':>8} {'int8':>8}  gate"
+    ]
     for r in rows:
         v = r["rows"]
 
         def f(k, v=v):
             return f"{v[k]:.4f}" if k in v else "-"
 
-        lines.append(f"{r['model']:<22} {r['metric']:<12} {f('baseline'):>9} {f('seed'):>8} {f('teacher'):>8} "
-                     f"{f('student'):>8} {f('student-int8'):>8}  {'pass' if r['gate'] else 'FAIL'}")
+        lines.append(
+            f"{r['model']:<22} {r['metric']:<12} {f('baseline'):>9} {f('seed'):>8} {f('teacher'):>8} "
+            f"{f('student'):>8} {f('student-int8'):>8}  {'pass' if r['gate'] else 'FAIL'}"
+        )
     return "\n".join(lines)
 
 
@@ -67,16 +81,23 @@ def _families(name: str, argv: list[str]) -> int:
     offline_env()
     args = _family_parser(name).parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    opts = ExportOptions(out=args.out, quick=args.quick, seed=args.seed, device=args.device,
-                         allow_regression=args.allow_regression,
-                         command="shopserve export " + " ".join(shlex.quote(a) for a in [name, *argv]))
+    opts = ExportOptions(
+        out=args.out,
+        quick=args.quick,
+        seed=args.seed,
+        device=args.device,
+        allow_regression=args.allow_regression,
+        command="shopserve export " + " ".join(shlex.quote(a) for a in [name, *argv]),
+    )
     todo = list(FAMILIES) if name == "all" else [name]
     failures = []
     t0 = time.perf_counter()
     for fam in todo:
         module, func, models = FAMILIES[fam]
         if not args.force and is_done(args.out, models):
-            opts.log(f"[{fam}] already in {args.out} ({', '.join(models)}): kept (use --force to rebuild)")
+            opts.log(
+                f"[{fam}] already in {args.out} ({', '.join(models)}): kept (use --force to rebuild)"
+            )
             continue
         t = time.perf_counter()
         opts.log(f"[{fam}] building ...")

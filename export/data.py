@@ -24,7 +24,9 @@ __all__ = [
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 RETAIL_CSV = DATA_DIR / "online-retail-uci" / "online_retail.csv.gz"
-REVIEWS_CSV = DATA_DIR / "womens-ecommerce-clothing-reviews" / "womens_clothing_ecommerce_reviews.csv.gz"
+REVIEWS_CSV = (
+    DATA_DIR / "womens-ecommerce-clothing-reviews" / "womens_clothing_ecommerce_reviews.csv.gz"
+)
 SHOPPERS_CSV = DATA_DIR / "online-shoppers-intention" / "online_shoppers_intention.csv.gz"
 
 # Product stock codes are five digits and an optional letter suffix (85123A); everything else in
@@ -56,7 +58,12 @@ class CleaningReport:
         }
 
     def markdown(self) -> str:
-        lines = [f"{self.dataset}: {self.rows_in:,} rows in", "", "| rule | dropped | left |", "|---|---:|---:|"]
+        lines = [
+            f"{self.dataset}: {self.rows_in:,} rows in",
+            "",
+            "| rule | dropped | left |",
+            "|---|---:|---:|",
+        ]
         lines += [f"| {r} | {d:,} | {n:,} |" for r, d, n in self.steps]
         return "\n".join(lines)
 
@@ -69,15 +76,21 @@ def load_retail() -> tuple[pd.DataFrame, CleaningReport]:
         parse_dates=["InvoiceDate"],
     )
     rep = CleaningReport("Online Retail (UCI)", len(df))
-    df = rep.apply(df, ~df["InvoiceNo"].str.startswith("C"), "cancellation invoices (InvoiceNo starts with C)")
+    df = rep.apply(
+        df, ~df["InvoiceNo"].str.startswith("C"), "cancellation invoices (InvoiceNo starts with C)"
+    )
     df = rep.apply(df, df["Quantity"] > 0, "Quantity <= 0 (returns and stock adjustments)")
     df = rep.apply(df, df["UnitPrice"] > 0, "UnitPrice <= 0 (free items, bad-debt adjustments)")
     df = rep.apply(df, df["CustomerID"].notna(), "missing CustomerID (no purchase sequence)")
     df = rep.apply(
-        df, df["StockCode"].str.match(PRODUCT_CODE), "non-product StockCode (POST, DOT, M, fees, vouchers)"
+        df,
+        df["StockCode"].str.match(PRODUCT_CODE),
+        "non-product StockCode (POST, DOT, M, fees, vouchers)",
     )
     df = rep.apply(df, ~df.duplicated(), "exact duplicate invoice lines")
-    df = df.assign(CustomerID=df["CustomerID"].astype(np.int64), StockCode=df["StockCode"].str.upper())
+    df = df.assign(
+        CustomerID=df["CustomerID"].astype(np.int64), StockCode=df["StockCode"].str.upper()
+    )
     return df.reset_index(drop=True), rep
 
 
@@ -93,8 +106,11 @@ def retail_sequences(df: pd.DataFrame) -> tuple[list[np.ndarray], pd.DataFrame, 
     lines = lines.drop_duplicates(["CustomerID", "InvoiceNo", "StockCode"])
     items = (
         df.groupby("StockCode")
-        .agg(Description=("Description", lambda s: s.mode().iat[0] if s.notna().any() else ""),
-             price=("UnitPrice", "median"), count=("InvoiceNo", "nunique"))
+        .agg(
+            Description=("Description", lambda s: s.mode().iat[0] if s.notna().any() else ""),
+            price=("UnitPrice", "median"),
+            count=("InvoiceNo", "nunique"),
+        )
         .reset_index()
     )
     code_to_idx = {c: i for i, c in enumerate(items["StockCode"])}

@@ -58,8 +58,16 @@ def write_mlp(path: Path, weights: list[np.ndarray]) -> None:
     graph = helper.make_graph(
         nodes,
         "mlp",
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", weights[0].shape[0]])],
-        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch", weights[-1].shape[0]])],
+        [
+            helper.make_tensor_value_info(
+                "features", TensorProto.FLOAT, ["batch", weights[0].shape[0]]
+            )
+        ],
+        [
+            helper.make_tensor_value_info(
+                "score", TensorProto.FLOAT, ["batch", weights[-1].shape[0]]
+            )
+        ],
         inits,
     )
     _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), path)
@@ -68,8 +76,14 @@ def write_mlp(path: Path, weights: list[np.ndarray]) -> None:
 def _write_simple(path: Path) -> None:
     from onnx import TensorProto, helper
 
-    vi = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", 16]) for n in ("INPUT0", "INPUT1")]
-    vo = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", 16]) for n in ("OUTPUT0", "OUTPUT1")]
+    vi = [
+        helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", 16])
+        for n in ("INPUT0", "INPUT1")
+    ]
+    vo = [
+        helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", 16])
+        for n in ("OUTPUT0", "OUTPUT1")
+    ]
     nodes = [
         helper.make_node("Add", ["INPUT0", "INPUT1"], ["OUTPUT0"]),
         helper.make_node("Sub", ["INPUT0", "INPUT1"], ["OUTPUT1"]),

@@ -44,8 +44,14 @@ def _fix_ir(path: Path) -> None:
         onnx.save(model, str(path))
 
 
-def export_onnx(module, example: tuple, path: Path, input_names: list[str], output_names: list[str],
-                dynamic_axes: dict[str, dict[int, str]]) -> Path:
+def export_onnx(
+    module,
+    example: tuple,
+    path: Path,
+    input_names: list[str],
+    output_names: list[str],
+    dynamic_axes: dict[str, dict[int, str]],
+) -> Path:
     """Export `module` (eval mode, on CPU) with the TorchScript exporter and check the graph."""
     import warnings
 
@@ -57,8 +63,14 @@ def export_onnx(module, example: tuple, path: Path, input_names: list[str], outp
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module, example, str(path), dynamo=False, input_names=input_names,
-            output_names=output_names, dynamic_axes=dynamic_axes, opset_version=OPSET,
+            module,
+            example,
+            str(path),
+            dynamo=False,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes=dynamic_axes,
+            opset_version=OPSET,
         )
     _fix_ir(path)
     onnx.checker.check_model(str(path))
@@ -78,7 +90,9 @@ def session(path: Path, threads: int = 1, providers: list[str] | None = None):
 def run_session(sess, feeds: dict[str, np.ndarray], batch: int = 512) -> list[np.ndarray]:
     """Run in chunks of `batch` rows and concatenate each output."""
     n = len(next(iter(feeds.values())))
-    parts = [sess.run(None, {k: v[i:i + batch] for k, v in feeds.items()}) for i in range(0, n, batch)]
+    parts = [
+        sess.run(None, {k: v[i : i + batch] for k, v in feeds.items()}) for i in range(0, n, batch)
+    ]
     return [np.concatenate([p[j] for p in parts]) for j in range(len(parts[0]))]
 
 
@@ -96,34 +110,54 @@ class ExportCheck:
     passed: bool
 
     def to_dict(self) -> dict:
-        return {"max_abs_diff": self.max_abs_diff, "min_cosine": self.min_cosine, "passed": self.passed}
+        return {
+            "max_abs_diff": self.max_abs_diff,
+            "min_cosine": self.min_cosine,
+            "passed": self.passed,
+        }
 
 
-def check_outputs(reference: list[np.ndarray], got: list[np.ndarray], atol: float = 1e-3,
-                  min_cos: float = 0.9999) -> ExportCheck:
+def check_outputs(
+    reference: list[np.ndarray], got: list[np.ndarray], atol: float = 1e-3, min_cos: float = 0.9999
+) -> ExportCheck:
     """Compare ONNX outputs with the torch model's on the same held-out inputs."""
-    diffs = [float(np.max(np.abs(r - g))) if r.size else 0.0 for r, g in zip(reference, got, strict=True)]
-    coss = [float(cosine_rows(r, g).min()) if r.size and r.ndim > 1 else 1.0
-            for r, g in zip(reference, got, strict=True)]
+    diffs = [
+        float(np.max(np.abs(r - g))) if r.size else 0.0 for r, g in zip(reference, got, strict=True)
+    ]
+    coss = [
+        float(cosine_rows(r, g).min()) if r.size and r.ndim > 1 else 1.0
+        for r, g in zip(reference, got, strict=True)
+    ]
     ok = max(diffs) <= atol or min(coss) >= min_cos
     return ExportCheck(max(diffs), min(coss), ok)
 
 
-def quantize_dynamic_int8(src: Path, dst: Path, per_channel: bool = True,
-                          op_types: tuple[str, ...] = ("MatMul", "Gemm")) -> Path:
+def quantize_dynamic_int8(
+    src: Path, dst: Path, per_channel: bool = True, op_types: tuple[str, ...] = ("MatMul", "Gemm")
+) -> Path:
     """Dynamic int8 (weights int8, activations quantized per batch), MatMul/Gemm only by default:
     quantizing Gather (embeddings) and attention internals cost accuracy here for little speed."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     dst.parent.mkdir(parents=True, exist_ok=True)
-    quantize_dynamic(str(src), str(dst), per_channel=per_channel, weight_type=QuantType.QInt8,
-                     op_types_to_quantize=list(op_types))
+    quantize_dynamic(
+        str(src),
+        str(dst),
+        per_channel=per_channel,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=list(op_types),
+    )
     _fix_ir(dst)
     return dst
 
 
-def quantize_static_int8(src: Path, dst: Path, calibration: list[dict[str, np.ndarray]],
-                         per_channel: bool = True, op_types: tuple[str, ...] = ("MatMul", "Gemm")) -> Path:
+def quantize_static_int8(
+    src: Path,
+    dst: Path,
+    calibration: list[dict[str, np.ndarray]],
+    per_channel: bool = True,
+    op_types: tuple[str, ...] = ("MatMul", "Gemm"),
+) -> Path:
     """Static int8 (QDQ) with activation ranges calibrated on `calibration` feeds."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -140,9 +174,16 @@ def quantize_static_int8(src: Path, dst: Path, calibration: list[dict[str, np.nd
             return next(self._it, None)
 
     dst.parent.mkdir(parents=True, exist_ok=True)
-    quantize_static(str(src), str(dst), _Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    op_types_to_quantize=list(op_types))
+    quantize_static(
+        str(src),
+        str(dst),
+        _Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=per_channel,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=list(op_types),
+    )
     _fix_ir(dst)
     return dst
 

@@ -38,13 +38,26 @@ def finish(opts: ExportOptions, folder: ModelFolder, card: Card) -> Path:
     card.extra.setdefault("quick", opts.quick)
     card.extra.setdefault("seed", opts.seed)
     card.write(folder.dir)
-    opts.summary.append({"model": card.model, "metric": card.metric,
-                         "rows": {r.variant: r.metric for r in card.rows}, "gate": card.gate["passed"]})
+    opts.summary.append(
+        {
+            "model": card.model,
+            "metric": card.metric,
+            "rows": {r.variant: r.metric for r in card.rows},
+            "gate": card.gate["passed"],
+        }
+    )
     if not card.gate["passed"] and not opts.allow_regression:
-        failed = [r["rule"] + f" (value {r['value']}, threshold {r['threshold']})"
-                  for r in card.gate["rules"] if r["enforced"] and not r["passed"]]
-        raise GateError(f"{card.model}: quality gate failed, model not published (kept in {folder.dir}); "
-                        "use --allow-regression to publish anyway:\n  - " + "\n  - ".join(failed))
+        failed = [
+            r["rule"] + f" (value {r['value']}, threshold {r['threshold']})"
+            for r in card.gate["rules"]
+            if r["enforced"] and not r["passed"]
+        ]
+        raise GateError(
+            f"{card.model}: quality gate failed, model not published (kept in {folder.dir}); "
+            "use --allow-regression to publish anyway:\n  - " + "\n  - ".join(failed)
+        )
     path = folder.publish()
-    opts.log(f"[{card.model}] published to {path} (gate {'passed' if card.gate['passed'] else 'FAILED, allowed'})")
+    opts.log(
+        f"[{card.model}] published to {path} (gate {'passed' if card.gate['passed'] else 'FAILED, allowed'})"
+    )
     return path

@@ -43,20 +43,26 @@ ITEM_COLS = ["log_invoices", "price"]
 def feature_spec():
     from kernels.features import Feature, FeatureSpec
 
-    return FeatureSpec((
-        Feature("user_log_events", "user", column=0),
-        Feature("user_log_distinct", "user", column=1),
-        Feature("user_log_monetary", "user", column=2),
-        Feature("user_mean_price", "user", column=3, transform="log1p"),
-        Feature("item_log_invoices", "item", column=0),
-        Feature("item_price", "item", column=1, transform="log1p"),
-        Feature("price_ratio", "price_ratio", column=1, column2=3, transform="log1p"),
-        Feature("category_affinity", "affinity"),
-        Feature("recent_item_7d", "recent_item", half_life_s=7 * DAY_S, transform="log1p"),
-        Feature("recent_item_90d", "recent_item", half_life_s=90 * DAY_S, transform="log1p"),
-        Feature("recent_category_7d", "recent_category", half_life_s=7 * DAY_S, transform="log1p"),
-        Feature("recent_category_90d", "recent_category", half_life_s=90 * DAY_S, transform="log1p"),
-    ))
+    return FeatureSpec(
+        (
+            Feature("user_log_events", "user", column=0),
+            Feature("user_log_distinct", "user", column=1),
+            Feature("user_log_monetary", "user", column=2),
+            Feature("user_mean_price", "user", column=3, transform="log1p"),
+            Feature("item_log_invoices", "item", column=0),
+            Feature("item_price", "item", column=1, transform="log1p"),
+            Feature("price_ratio", "price_ratio", column=1, column2=3, transform="log1p"),
+            Feature("category_affinity", "affinity"),
+            Feature("recent_item_7d", "recent_item", half_life_s=7 * DAY_S, transform="log1p"),
+            Feature("recent_item_90d", "recent_item", half_life_s=90 * DAY_S, transform="log1p"),
+            Feature(
+                "recent_category_7d", "recent_category", half_life_s=7 * DAY_S, transform="log1p"
+            ),
+            Feature(
+                "recent_category_90d", "recent_category", half_life_s=90 * DAY_S, transform="log1p"
+            ),
+        )
+    )
 
 
 def _categories(opts: ExportOptions, titles: list[str], k: int) -> np.ndarray:
@@ -68,7 +74,9 @@ def _categories(opts: ExportOptions, titles: list[str], k: int) -> np.ndarray:
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        emb = TruncatedSVD(32, random_state=opts.seed).fit_transform(TfidfVectorizer().fit_transform(titles))
+        emb = TruncatedSVD(32, random_state=opts.seed).fit_transform(
+            TfidfVectorizer().fit_transform(titles)
+        )
     elif cache.exists():
         emb = np.load(cache)
     else:
@@ -80,8 +88,13 @@ def _categories(opts: ExportOptions, titles: list[str], k: int) -> np.ndarray:
         emb = []
         with torch.no_grad():
             for i in range(0, len(titles), 256):
-                enc = tok([t.lower() for t in titles[i:i + 256]], truncation=True, max_length=16, padding=True,
-                          return_tensors="pt")
+                enc = tok(
+                    [t.lower() for t in titles[i : i + 256]],
+                    truncation=True,
+                    max_length=16,
+                    padding=True,
+                    return_tensors="pt",
+                )
                 h = bert(**enc).last_hidden_state
                 m = enc["attention_mask"].unsqueeze(-1).float()
                 e = (h * m).sum(1) / m.sum(1)
@@ -91,7 +104,9 @@ def _categories(opts: ExportOptions, titles: list[str], k: int) -> np.ndarray:
     return KMeans(k, n_init=3, random_state=opts.seed).fit_predict(emb).astype(np.int64)
 
 
-def _tables(data: RecData, hists: list[np.ndarray], countries: np.ndarray, category: np.ndarray, n_cat: int):
+def _tables(
+    data: RecData, hists: list[np.ndarray], countries: np.ndarray, category: np.ndarray, n_cat: int
+):
     """User rows (one per history, + row 0 = unknown user) and the item and affinity tables."""
     from kernels.features import FeatureTables
 
@@ -99,16 +114,27 @@ def _tables(data: RecData, hists: list[np.ndarray], countries: np.ndarray, categ
     users = np.zeros((len(hists) + 1, len(USER_COLS)), np.float32)
     indptr, acat, aval = [0, 0], [], []
     for u, h in enumerate(hists, start=1):
-        users[u] = [np.log1p(len(h)), np.log1p(len(np.unique(h))), np.log1p(price[h].sum()),
-                    price[h].mean() if len(h) else 0.0, countries[u - 1]]
+        users[u] = [
+            np.log1p(len(h)),
+            np.log1p(len(np.unique(h))),
+            np.log1p(price[h].sum()),
+            price[h].mean() if len(h) else 0.0,
+            countries[u - 1],
+        ]
         c, n = np.unique(category[h], return_counts=True)
         acat.extend(c.tolist())
         aval.extend((n / max(len(h), 1)).tolist())
         indptr.append(len(acat))
     users[0, :4] = users[1:, :4].mean(0)
     items = np.stack([np.log1p(data.items["count"].to_numpy(np.float32)), price], axis=1)
-    return FeatureTables(users, items, category, np.array(indptr, np.int64), np.array(acat, np.int64),
-                         np.array(aval, np.float32))
+    return FeatureTables(
+        users,
+        items,
+        category,
+        np.array(indptr, np.int64),
+        np.array(acat, np.int64),
+        np.array(aval, np.float32),
+    )
 
 
 def _features(spec, tables, hists, user_rows, cands) -> np.ndarray:
@@ -121,8 +147,17 @@ def _features(spec, tables, hists, user_rows, cands) -> np.ndarray:
     r_ids = np.concatenate(recent).astype(np.int64)
     ages = np.concatenate([(len(r) - np.arange(len(r))) * DAY_S for r in recent]).astype(np.float32)
     out = np.empty((b * k, spec.n_features), np.float32)
-    return assemble_features(spec, tables, user_rows.astype(np.int64), np.arange(0, b * k + 1, k, dtype=np.int64),
-                             cands.reshape(-1).astype(np.int64), r_ptr, r_ids, ages, out)
+    return assemble_features(
+        spec,
+        tables,
+        user_rows.astype(np.int64),
+        np.arange(0, b * k + 1, k, dtype=np.int64),
+        cands.reshape(-1).astype(np.int64),
+        r_ptr,
+        r_ids,
+        ages,
+        out,
+    )
 
 
 def _ndcg(scores: np.ndarray, labels: np.ndarray, k: int = 10) -> float:
@@ -150,7 +185,9 @@ def _models(n_feat: int, mean: np.ndarray, std: np.ndarray):
             super().__init__()
             d = n_feat + 1
             self.cross = nn.ModuleList(nn.Linear(d, d) for _ in range(cross))
-            self.deep = nn.Sequential(nn.Linear(d, deep), nn.ReLU(), nn.Linear(deep, deep), nn.ReLU())
+            self.deep = nn.Sequential(
+                nn.Linear(d, deep), nn.ReLU(), nn.Linear(deep, deep), nn.ReLU()
+            )
             self.out = nn.Linear(d + deep, 1)
 
         def forward(self, features, retrieval_score):
@@ -163,8 +200,9 @@ def _models(n_feat: int, mean: np.ndarray, std: np.ndarray):
     class MLP(Scaled):
         def __init__(self):
             super().__init__()
-            self.net = nn.Sequential(nn.Linear(n_feat + 1, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU(),
-                                     nn.Linear(16, 1))
+            self.net = nn.Sequential(
+                nn.Linear(n_feat + 1, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 1)
+            )
 
         def forward(self, features, retrieval_score):
             return self.net(self.inputs(features, retrieval_score))
@@ -180,15 +218,19 @@ def export_ranker(opts: ExportOptions) -> None:
 
     qe, rec = opts.out / "query_encoder" / "1" / "model.onnx", opts.out / "recommend" / "1"
     if not qe.exists():
-        raise ExportError(f"ranker needs the recommender's retrieval model: run `shopserve export recommender "
-                           f"--out {opts.out}` first ({qe} is missing)")
+        raise ExportError(
+            f"ranker needs the recommender's retrieval model: run `shopserve export recommender "
+            f"--out {opts.out}` first ({qe} is missing)"
+        )
     seed_everything(opts.seed)
     q = opts.quick
     data = load_rec_data(q, opts.seed)
     k_cand = 50
     n_cat = 8 if q else 24
     titles = data.items["Description"].fillna("").str.strip().tolist()
-    opts.log(f"[ranker] item categories: k-means ({n_cat}) over MiniLM embeddings of {len(titles)} descriptions")
+    opts.log(
+        f"[ranker] item categories: k-means ({n_cat}) over MiniLM embeddings of {len(titles)} descriptions"
+    )
     category = _categories(opts, titles, n_cat)
     retail, _ = load_retail()
     country_codes = {c: i for i, c in enumerate(sorted(retail["Country"].unique()))}
@@ -220,37 +262,63 @@ def export_ranker(opts: ExportOptions) -> None:
     n_feat = x_tr.shape[2]
     rng = np.random.default_rng(opts.seed)
     held = rng.random(len(users)) < 0.1
-    fit_q = np.flatnonzero(~held & (y_tr.sum(1) > 0))  # queries without the target retrieved teach nothing
+    fit_q = np.flatnonzero(
+        ~held & (y_tr.sum(1) > 0)
+    )  # queries without the target retrieved teach nothing
     val_q = np.flatnonzero(held)
     flat = np.concatenate([x_tr.reshape(-1, n_feat), s_tr.reshape(-1, 1)], 1)
     mean, std = flat.mean(0), flat.std(0) + 1e-6
     DCNv2, MLP = _models(n_feat, mean, std)
-    opts.log(f"[ranker] {len(fit_q)} training queries x {k_cand} candidates, {n_feat} kernel features + retrieval score")
+    opts.log(
+        f"[ranker] {len(fit_q)} training queries x {k_cand} candidates, {n_feat} kernel features + retrieval score"
+    )
 
     X, S, Y = torch.tensor(x_tr), torch.tensor(s_tr), torch.tensor(y_tr)
 
     def scores(model, x, s):
         with torch.no_grad():
             b, k, f = x.shape
-            return model(torch.tensor(x.reshape(-1, f)), torch.tensor(s.reshape(-1, 1))).reshape(b, k).numpy()
+            return (
+                model(torch.tensor(x.reshape(-1, f)), torch.tensor(s.reshape(-1, 1)))
+                .reshape(b, k)
+                .numpy()
+            )
 
     def listwise(model, b):
         idx = fit_q[b]
         xb = X[idx]
-        return model(xb.reshape(-1, n_feat), S[idx].reshape(-1, 1)).reshape(len(idx), k_cand), Y[idx]
+        return model(xb.reshape(-1, n_feat), S[idx].reshape(-1, 1)).reshape(len(idx), k_cand), Y[
+            idx
+        ]
 
-    rows = [Row("baseline", _ndcg(s_te, y_te), {"ndcg@10": _ndcg(s_te, y_te),
-                                                 "recall@50": round(float(y_te.sum(1).mean()), 4)},
-                note="retrieval order (query_encoder inner product)")]
+    rows = [
+        Row(
+            "baseline",
+            _ndcg(s_te, y_te),
+            {"ndcg@10": _ndcg(s_te, y_te), "recall@50": round(float(y_te.sum(1).mean()), 4)},
+            note="retrieval order (query_encoder inner product)",
+        )
+    ]
     teacher = DCNv2()
 
     def t_step(b):
         logits, y = listwise(teacher, b)
         return -(F.log_softmax(logits, 1) * y).sum(1).mean()
 
-    fit(teacher, t_step, len(fit_q), lambda: _ndcg(scores(teacher, x_tr[val_q], s_tr[val_q]), y_tr[val_q]),
-        epochs=10 if q else 40, batch_size=64, lr=2e-3, seed=opts.seed, patience=4, budget_s=6 if q else 120,
-        desc="ranker teacher DCN-v2", weight_decay=1e-5)
+    fit(
+        teacher,
+        t_step,
+        len(fit_q),
+        lambda: _ndcg(scores(teacher, x_tr[val_q], s_tr[val_q]), y_tr[val_q]),
+        epochs=10 if q else 40,
+        batch_size=64,
+        lr=2e-3,
+        seed=opts.seed,
+        patience=4,
+        budget_s=6 if q else 120,
+        desc="ranker teacher DCN-v2",
+        weight_decay=1e-5,
+    )
     for p in teacher.parameters():
         p.requires_grad_(False)
     student = MLP()
@@ -260,13 +328,31 @@ def export_ranker(opts: ExportOptions) -> None:
         logits, y = listwise(student, b)
         with torch.no_grad():
             t_logits = listwise(teacher, b)[0]
-        kd = F.kl_div(F.log_softmax(logits / temp, 1), F.log_softmax(t_logits / temp, 1), log_target=True,
-                      reduction="batchmean") * temp * temp
+        kd = (
+            F.kl_div(
+                F.log_softmax(logits / temp, 1),
+                F.log_softmax(t_logits / temp, 1),
+                log_target=True,
+                reduction="batchmean",
+            )
+            * temp
+            * temp
+        )
         return 0.5 * kd - 0.5 * (F.log_softmax(logits, 1) * y).sum(1).mean()
 
-    fit(student, s_step, len(fit_q), lambda: _ndcg(scores(student, x_tr[val_q], s_tr[val_q]), y_tr[val_q]),
-        epochs=10 if q else 40, batch_size=64, lr=3e-3, seed=opts.seed, patience=4, budget_s=6 if q else 120,
-        desc="ranker student MLP")
+    fit(
+        student,
+        s_step,
+        len(fit_q),
+        lambda: _ndcg(scores(student, x_tr[val_q], s_tr[val_q]), y_tr[val_q]),
+        epochs=10 if q else 40,
+        batch_size=64,
+        lr=3e-3,
+        seed=opts.seed,
+        patience=4,
+        budget_s=6 if q else 120,
+        desc="ranker student MLP",
+    )
 
     work = opts.cache / "ranker"
     ex = (torch.tensor(x_te[0]), torch.tensor(s_te[0].reshape(-1, 1)))
@@ -277,8 +363,10 @@ def export_ranker(opts: ExportOptions) -> None:
     lat_rows = {b: {k: v[:b] for k, v in feeds.items()} for b in (1, 64, 500)}
 
     def lat(s):
-        return {f"batch_{b}": onnx_tools.measure_latency_ms(lambda f=f: s.run(None, f), runs=runs)
-                for b, f in lat_rows.items()}
+        return {
+            f"batch_{b}": onnx_tools.measure_latency_ms(lambda f=f: s.run(None, f), runs=runs)
+            for b, f in lat_rows.items()
+        }
 
     def onnx_rows(variant, path, model=None, note=""):
         s = onnx_tools.session(path)
@@ -289,7 +377,9 @@ def export_ranker(opts: ExportOptions) -> None:
             if not check.passed:
                 raise RuntimeError(f"ranker {variant}: ONNX output differs from torch: {check}")
         m = {"ndcg@10": _ndcg(got, y_te)}
-        return Row(variant, m["ndcg@10"], m, size_bytes=path.stat().st_size, latency_ms=lat(s), note=note), check
+        return Row(
+            variant, m["ndcg@10"], m, size_bytes=path.stat().st_size, latency_ms=lat(s), note=note
+        ), check
 
     t_path = onnx_tools.export_onnx(teacher, ex, work / "teacher.onnx", names, outs, axes)
     r, _ = onnx_rows("teacher", t_path, teacher)
@@ -309,30 +399,59 @@ def export_ranker(opts: ExportOptions) -> None:
     served = "student-int8" if ok_int8 and fast_int8 else "student"
 
     folder = ModelFolder(opts.out, "ranker")
-    (folder.version / "model.onnx").write_bytes((q_path if served == "student-int8" else s_path).read_bytes())
+    (folder.version / "model.onnx").write_bytes(
+        (q_path if served == "student-int8" else s_path).read_bytes()
+    )
     spec.save(folder.version / "features.json")
-    folder.write_config(config_toml(
-        "ranker", [Tensor("features", "TYPE_FP32", [n_feat]), Tensor("retrieval_score", "TYPE_FP32", [1])],
-        [Tensor("score", "TYPE_FP32", [1])], max_batch_size=1024, preferred_batch_size=[500],
-        parameters={"feature_spec": "features.json", "variant": served, "candidates": k_cand}))
+    folder.write_config(
+        config_toml(
+            "ranker",
+            [
+                Tensor("features", "TYPE_FP32", [n_feat]),
+                Tensor("retrieval_score", "TYPE_FP32", [1]),
+            ],
+            [Tensor("score", "TYPE_FP32", [1])],
+            max_batch_size=1024,
+            preferred_batch_size=[500],
+            parameters={"feature_spec": "features.json", "variant": served, "candidates": k_cand},
+        )
+    )
     gate = check_gates(rows, served=served, speed_batch="batch_500", min_speedup=2.0, quick=q)
-    card = Card("ranker", f"re-rank the top-{k_cand} retrieved candidates (features: kernels.features spec "
-                "in 1/features.json + retrieval score)",
-                {"name": "Online Retail (UCI 352), customer purchase sequences", "rows": data.rows,
-                 "split": f"train on validation targets of {len(fit_q)} customers (10% held out for early "
-                          f"stopping), test on the test targets of {len(users)} customers"
-                          + (" (--quick: 500 customers)" if q else "")},
-                "ndcg@10", rows, gate,
-                extra={"export_check": check.to_dict(), "served_variant": served, "features": spec.to_json(),
-                       "derived": {"item_category": f"k-means ({n_cat}) over "
-                                   + ("TF-IDF+SVD (--quick)" if q else "MiniLM") + " description embeddings",
-                                   "user_columns": USER_COLS, "item_columns": ITEM_COLS},
-                       "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    card = Card(
+        "ranker",
+        f"re-rank the top-{k_cand} retrieved candidates (features: kernels.features spec "
+        "in 1/features.json + retrieval score)",
+        {
+            "name": "Online Retail (UCI 352), customer purchase sequences",
+            "rows": data.rows,
+            "split": f"train on validation targets of {len(fit_q)} customers (10% held out for early "
+            f"stopping), test on the test targets of {len(users)} customers"
+            + (" (--quick: 500 customers)" if q else ""),
+        },
+        "ndcg@10",
+        rows,
+        gate,
+        extra={
+            "export_check": check.to_dict(),
+            "served_variant": served,
+            "features": spec.to_json(),
+            "derived": {
+                "item_category": f"k-means ({n_cat}) over "
+                + ("TF-IDF+SVD (--quick)" if q else "MiniLM")
+                + " description embeddings",
+                "user_columns": USER_COLS,
+                "item_columns": ITEM_COLS,
+            },
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+    )
     finish(opts, folder, card)
     _add_to_recommend(opts, spec, tables_te, data, n_cat, k_cand)
 
 
-def _add_to_recommend(opts: ExportOptions, spec, tables, data: RecData, n_cat: int, k_cand: int) -> None:
+def _add_to_recommend(
+    opts: ExportOptions, spec, tables, data: RecData, n_cat: int, k_cand: int
+) -> None:
     """Republish `recommend` with the ranker's feature tables and spec (the pipeline assembles features)."""
     from server.repository.config import load_config
 
@@ -342,16 +461,39 @@ def _add_to_recommend(opts: ExportOptions, spec, tables, data: RecData, n_cat: i
     shutil.copytree(src / "1", folder.version)
     v = folder.version
     spec.save(v / "features.json")
-    for name in ("user_features", "item_features", "item_category", "affinity_indptr", "affinity_category",
-                 "affinity_value"):
+    for name in (
+        "user_features",
+        "item_features",
+        "item_category",
+        "affinity_indptr",
+        "affinity_category",
+        "affinity_value",
+    ):
         np.save(v / f"{name}.npy", getattr(tables, name))
     # user row 0 is the unknown user; row u + 1 is customer `user_ids[u]`
     (v / "user_ids.json").write_text(json.dumps([int(c) for c in data.customers]))
     params = dict(load_config(src / "config.toml").parameters)
-    params.update({"ranker": "ranker", "feature_spec": "features.json", "candidates": k_cand,
-                   "user_ids": "user_ids.json", "unknown_user_row": 0, "recent_items": 50,
-                   "recent_age_step_s": DAY_S, "n_categories": n_cat,
-                   "feature_tables": ["user_features.npy", "item_features.npy", "item_category.npy",
-                                      "affinity_indptr.npy", "affinity_category.npy", "affinity_value.npy"]})
-    folder.write_config(config_toml("recommend", [], [], max_batch_size=0, platform="pipeline", parameters=params))
+    params.update(
+        {
+            "ranker": "ranker",
+            "feature_spec": "features.json",
+            "candidates": k_cand,
+            "user_ids": "user_ids.json",
+            "unknown_user_row": 0,
+            "recent_items": 50,
+            "recent_age_step_s": DAY_S,
+            "n_categories": n_cat,
+            "feature_tables": [
+                "user_features.npy",
+                "item_features.npy",
+                "item_category.npy",
+                "affinity_indptr.npy",
+                "affinity_category.npy",
+                "affinity_value.npy",
+            ],
+        }
+    )
+    folder.write_config(
+        config_toml("recommend", [], [], max_batch_size=0, platform="pipeline", parameters=params)
+    )
     folder.publish()

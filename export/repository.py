@@ -43,28 +43,60 @@ def _value(v: Any) -> str:
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
-def config_toml(name: str, inputs: list[Tensor], outputs: list[Tensor], max_batch_size: int,
-                preferred_batch_size: list[int] | None = None, max_queue_delay_us: int = 500,
-                default_timeout_us: int = 100_000, platform: str = "onnxruntime_onnx",
-                parameters: dict[str, Any] | None = None, warmup_dynamic_dim: int | None = None) -> str:
+def config_toml(
+    name: str,
+    inputs: list[Tensor],
+    outputs: list[Tensor],
+    max_batch_size: int,
+    preferred_batch_size: list[int] | None = None,
+    max_queue_delay_us: int = 500,
+    default_timeout_us: int = 100_000,
+    platform: str = "onnxruntime_onnx",
+    parameters: dict[str, Any] | None = None,
+    warmup_dynamic_dim: int | None = None,
+) -> str:
     """The config.toml text; decoded with the server's own schema before it is returned."""
-    out = [f"name = {_value(name)}", f"platform = {_value(platform)}", f"max_batch_size = {max_batch_size}", ""]
+    out = [
+        f"name = {_value(name)}",
+        f"platform = {_value(platform)}",
+        f"max_batch_size = {max_batch_size}",
+        "",
+    ]
     for kind, tensors in (("input", inputs), ("output", outputs)):
         for t in tensors:
-            out += [f"[[{kind}]]", f"name = {_value(t.name)}", f"data_type = {_value(t.data_type)}",
-                    f"dims = {_value(t.dims)}"]
+            out += [
+                f"[[{kind}]]",
+                f"name = {_value(t.name)}",
+                f"data_type = {_value(t.data_type)}",
+                f"dims = {_value(t.dims)}",
+            ]
             if t.pad_value is not None:
                 out.append(f"pad_value = {_value(t.pad_value)}")
             out.append("")
     if max_batch_size > 0 and platform == "onnxruntime_onnx":
         preferred = [p for p in (preferred_batch_size or []) if p <= max_batch_size]
-        out += ["[dynamic_batching]", f"max_queue_delay_microseconds = {max_queue_delay_us}",
-                f"preferred_batch_size = {_value(preferred)}", "",
-                "[dynamic_batching.default_queue_policy]", "max_queue_size = 4096",
-                f"default_timeout_microseconds = {default_timeout_us}", "allow_timeout_override = true", ""]
+        out += [
+            "[dynamic_batching]",
+            f"max_queue_delay_microseconds = {max_queue_delay_us}",
+            f"preferred_batch_size = {_value(preferred)}",
+            "",
+            "[dynamic_batching.default_queue_policy]",
+            "max_queue_size = 4096",
+            f"default_timeout_microseconds = {default_timeout_us}",
+            "allow_timeout_override = true",
+            "",
+        ]
     if platform == "onnxruntime_onnx":
-        out += ["[[instance_group]]", "count = 1", 'kind = "KIND_AUTO"', "",
-                "[optimization]", 'graph_level = "all"', "intra_op_threads = 1", ""]
+        out += [
+            "[[instance_group]]",
+            "count = 1",
+            'kind = "KIND_AUTO"',
+            "",
+            "[optimization]",
+            'graph_level = "all"',
+            "intra_op_threads = 1",
+            "",
+        ]
         if warmup_dynamic_dim is not None:
             out += ["[model_warmup]", f"dynamic_dim = {warmup_dynamic_dim}", ""]
     out += ["[version_policy]", "latest = { num_versions = 1 }", ""]
@@ -86,7 +118,9 @@ def staging_dir(out: Path, name: str) -> Path:
 
 
 def is_done(out: Path, names: list[str]) -> bool:
-    return all((out / n / "config.toml").exists() and (out / n / "card.json").exists() for n in names)
+    return all(
+        (out / n / "config.toml").exists() and (out / n / "card.json").exists() for n in names
+    )
 
 
 @dataclass

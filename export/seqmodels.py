@@ -39,7 +39,9 @@ class _Block(nn.Module):
 
 
 class SASRec(nn.Module):
-    def __init__(self, n_items: int, d: int, layers: int, heads: int, max_len: int, dropout: float = 0.2):
+    def __init__(
+        self, n_items: int, d: int, layers: int, heads: int, max_len: int, dropout: float = 0.2
+    ):
         super().__init__()
         self.n_items, self.max_len = n_items, max_len
         self.item = nn.Embedding(n_items + 1, d, padding_idx=0)
@@ -59,8 +61,12 @@ class SASRec(nn.Module):
         pos = torch.arange(t, device=tokens.device)
         x = self.drop(self.item(tokens) + self.pos(pos))
         causal = torch.triu(torch.ones(t, t, device=tokens.device, dtype=torch.bool), diagonal=1)
-        blocked = causal.unsqueeze(0) | (tokens == 0).unsqueeze(1)  # no attention to later steps or pads
-        bias = torch.zeros(blocked.shape, device=tokens.device).masked_fill(blocked, -1e9).unsqueeze(1)
+        blocked = causal.unsqueeze(0) | (tokens == 0).unsqueeze(
+            1
+        )  # no attention to later steps or pads
+        bias = (
+            torch.zeros(blocked.shape, device=tokens.device).masked_fill(blocked, -1e9).unsqueeze(1)
+        )
         for blk in self.blocks:
             x = blk(x, bias)
         return self.ln(x)

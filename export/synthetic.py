@@ -18,7 +18,38 @@ import numpy as np
 
 __all__ = ["SyntheticShop", "generate", "main"]
 
-_WORDS = ["red", "white", "blue", "heart", "star", "vintage", "glass", "metal", "wooden", "paper", "lantern", "candle", "holder", "mug", "bag", "box", "card", "set", "tin", "sign", "clock", "frame", "cushion", "garland", "bottle", "jar", "bowl", "plate", "tray", "light"]
+_WORDS = [
+    "red",
+    "white",
+    "blue",
+    "heart",
+    "star",
+    "vintage",
+    "glass",
+    "metal",
+    "wooden",
+    "paper",
+    "lantern",
+    "candle",
+    "holder",
+    "mug",
+    "bag",
+    "box",
+    "card",
+    "set",
+    "tin",
+    "sign",
+    "clock",
+    "frame",
+    "cushion",
+    "garland",
+    "bottle",
+    "jar",
+    "bowl",
+    "plate",
+    "tray",
+    "light",
+]
 
 
 @dataclass
@@ -28,25 +59,41 @@ class SyntheticShop:
     item_price: np.ndarray  # float32 [n_items]
     item_popularity: np.ndarray  # float32 [n_items], expected share of purchases
     item_titles: list[str]
-    user_indptr: np.ndarray  # int64 [n_users + 1]: user u's history is history[indptr[u]:indptr[u + 1]]
+    user_indptr: (
+        np.ndarray
+    )  # int64 [n_users + 1]: user u's history is history[indptr[u]:indptr[u + 1]]
     history: np.ndarray  # int64 item indices, oldest first per user
 
     def save(self, path: Path) -> None:
-        np.savez_compressed(path, item_embeddings=self.item_embeddings, item_category=self.item_category,
-                            item_price=self.item_price, item_popularity=self.item_popularity,
-                            item_titles=np.array(self.item_titles), user_indptr=self.user_indptr,
-                            history=self.history)
+        np.savez_compressed(
+            path,
+            item_embeddings=self.item_embeddings,
+            item_category=self.item_category,
+            item_price=self.item_price,
+            item_popularity=self.item_popularity,
+            item_titles=np.array(self.item_titles),
+            user_indptr=self.user_indptr,
+            history=self.history,
+        )
 
 
-def generate(n_items: int = 100_000, n_users: int = 10_000, dim: int = 32, n_categories: int = 64,
-             mean_history: int = 20, seed: int = 0) -> SyntheticShop:
+def generate(
+    n_items: int = 100_000,
+    n_users: int = 10_000,
+    dim: int = 32,
+    n_categories: int = 64,
+    mean_history: int = 20,
+    seed: int = 0,
+) -> SyntheticShop:
     if not (1 <= n_items <= 1_000_000 and 1 <= n_users <= 100_000):
         raise ValueError("n_items must be in [1, 1e6] and n_users in [1, 1e5]")
     rng = np.random.default_rng(seed)
     centroids = rng.standard_normal((n_categories, dim)).astype(np.float32)
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
     cat = rng.integers(0, n_categories, n_items).astype(np.int64)
-    emb = centroids[cat] + 0.5 / np.sqrt(dim) * rng.standard_normal((n_items, dim)).astype(np.float32)
+    emb = centroids[cat] + 0.5 / np.sqrt(dim) * rng.standard_normal((n_items, dim)).astype(
+        np.float32
+    )
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     pop = 1.0 / np.arange(1, n_items + 1) ** 0.8
     pop = rng.permutation(pop / pop.sum()).astype(np.float32)
@@ -76,7 +123,9 @@ def generate(n_items: int = 100_000, n_users: int = 10_000, dim: int = 32, n_cat
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="shopserve export synthetic", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="shopserve export synthetic", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--items", type=int, default=100_000)
     p.add_argument("--users", type=int, default=10_000)
     p.add_argument("--dim", type=int, default=32)
@@ -85,5 +134,7 @@ def main(argv: list[str]) -> int:
     a = p.parse_args(argv)
     shop = generate(a.items, a.users, a.dim, seed=a.seed)
     shop.save(a.out)
-    print(f"synthetic shop: {a.items} items, {a.users} users, {len(shop.history)} events -> {a.out}")
+    print(
+        f"synthetic shop: {a.items} items, {a.users} users, {len(shop.history)} events -> {a.out}"
+    )
     return 0

@@ -117,10 +117,17 @@ def _load(quick: bool, seed: int) -> TextData:
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(df))
     n_tr, n_va, n_te = (200, 80, 150) if quick else (3000, 800, 1500)
-    tr, va, te = order[:n_tr], order[n_tr:n_tr + n_va], order[n_tr + n_va:n_tr + n_va + n_te]
+    tr, va, te = order[:n_tr], order[n_tr : n_tr + n_va], order[n_tr + n_va : n_tr + n_va + n_te]
     depts = sorted(d for d in df["department"].unique() if d)
-    labels = {"sentiment": df["sentiment"].to_numpy(), "recommended": df["recommended"].to_numpy(),
-              "department": df["department"].map({d: i for i, d in enumerate(depts)}).fillna(-1).astype(int).to_numpy()}
+    labels = {
+        "sentiment": df["sentiment"].to_numpy(),
+        "recommended": df["recommended"].to_numpy(),
+        "department": df["department"]
+        .map({d: i for i, d in enumerate(depts)})
+        .fillna(-1)
+        .astype(int)
+        .to_numpy(),
+    }
     retail, _ = load_retail()
     _, items, _ = retail_sequences(retail)
     products = items["Description"].fillna("").str.strip().str.lower().tolist()
@@ -131,12 +138,23 @@ def _load(quick: bool, seed: int) -> TextData:
     for p in rng.choice(products, size=60 if quick else 600, replace=False):
         w = p.split()
         i = int(rng.integers(0, max(1, len(w) - 1)))
-        spans.append(" ".join(w[i:i + 2]))
+        spans.append(" ".join(w[i : i + 2]))
     titles = df["Title"].fillna("").str.strip()
-    queries = list(dict.fromkeys(spans + [t for t in dict.fromkeys(titles.iloc[te]) if t][: 20 if quick else 400]))
-    return TextData(df["text"].tolist(), labels, {"train": tr, "valid": va, "test": te},
-                    {**{k: v for k, v in TASKS.items() if v}, "department": depts}, rep.rows_out,
-                    rep.to_dict(), products, queries)
+    queries = list(
+        dict.fromkeys(
+            spans + [t for t in dict.fromkeys(titles.iloc[te]) if t][: 20 if quick else 400]
+        )
+    )
+    return TextData(
+        df["text"].tolist(),
+        labels,
+        {"train": tr, "valid": va, "test": te},
+        {**{k: v for k, v in TASKS.items() if v}, "department": depts},
+        rep.rows_out,
+        rep.to_dict(),
+        products,
+        queries,
+    )
 
 
 def _tokenize(tok, texts: list[str], max_len: int) -> np.ndarray:
@@ -153,7 +171,7 @@ def _embed(model_fn, ids: np.ndarray, batch: int = 64) -> tuple[np.ndarray, dict
     embs, logits = [], {}
     with torch.no_grad():
         for i in range(0, len(ids), batch):
-            b = order[i:i + batch]
+            b = order[i : i + batch]
             t = int(lens[b].max())
             e, lg = model_fn(torch.tensor(ids[b, :t]))[:2]
             embs.append(e.numpy())
@@ -168,8 +186,10 @@ def _macro_f1(y, pred) -> dict[str, float]:
     from sklearn.metrics import accuracy_score, f1_score
 
     m = y >= 0
-    return {"macro_f1": round(float(f1_score(y[m], pred[m], average="macro")), 4),
-            "accuracy": round(float(accuracy_score(y[m], pred[m])), 4)}
+    return {
+        "macro_f1": round(float(f1_score(y[m], pred[m], average="macro")), 4),
+        "accuracy": round(float(accuracy_score(y[m], pred[m])), 4),
+    }
 
 
 def _topk(q: np.ndarray, c: np.ndarray, k: int = 10) -> np.ndarray:
@@ -178,7 +198,9 @@ def _topk(q: np.ndarray, c: np.ndarray, k: int = 10) -> np.ndarray:
 
 
 def _recall(a: np.ndarray, b: np.ndarray) -> float:
-    return round(float(np.mean([len(set(x) & set(y)) / len(y) for x, y in zip(a, b, strict=True)])), 4)
+    return round(
+        float(np.mean([len(set(x) & set(y)) / len(y) for x, y in zip(a, b, strict=True)])), 4
+    )
 
 
 def export_text(opts: ExportOptions) -> None:
@@ -203,7 +225,9 @@ def export_text(opts: ExportOptions) -> None:
     n_cls = {k: len(v) for k, v in data.label_names.items()}
 
     # teacher: frozen MiniLM; one head per task trained on its sentence embeddings
-    opts.log(f"[text] teacher embeddings for {sum(len(v) for v in ids.values()) + len(prod_ids)} texts")
+    opts.log(
+        f"[text] teacher embeddings for {sum(len(v) for v in ids.values()) + len(prod_ids)} texts"
+    )
     t0 = time.perf_counter()
     teacher = Encoder(teacher_bert, {}).eval()
     t_emb = {s: _embed(lambda x: (teacher.pooled(x), {}), v)[0] for s, v in ids.items()}
@@ -216,7 +240,9 @@ def export_text(opts: ExportOptions) -> None:
         m = y_tr >= 0
         best = None
         for c in (1.0, 4.0, 16.0):
-            lr_c = LogisticRegression(max_iter=3000, C=c, class_weight="balanced").fit(t_emb["train"][m], y_tr[m])
+            lr_c = LogisticRegression(max_iter=3000, C=c, class_weight="balanced").fit(
+                t_emb["train"][m], y_tr[m]
+            )
             f1 = _macro_f1(data.labels[task][va], lr_c.predict(t_emb["valid"]))["macro_f1"]
             if best is None or f1 > best[0]:
                 best = (f1, lr_c)
@@ -232,14 +258,22 @@ def export_text(opts: ExportOptions) -> None:
     t_logits = {s: {k: h(torch.tensor(t_emb[s])).detach() for k, h in heads.items()} for s in t_emb}
 
     # student: the teacher's embeddings + first layers, its heads copied, distilled
-    student_bert = BertModel.from_pretrained(teacher_path, attn_implementation="eager", add_pooling_layer=False,
-                                             num_hidden_layers=STUDENT_LAYERS)
-    student_bert.embeddings.word_embeddings.weight.requires_grad_(False)  # shared vocabulary table, kept
+    student_bert = BertModel.from_pretrained(
+        teacher_path,
+        attn_implementation="eager",
+        add_pooling_layer=False,
+        num_hidden_layers=STUDENT_LAYERS,
+    )
+    student_bert.embeddings.word_embeddings.weight.requires_grad_(
+        False
+    )  # shared vocabulary table, kept
     import copy
 
     student = Encoder(student_bert, copy.deepcopy(heads))
     # training pool: labelled reviews + product descriptions (+ their teacher embeddings)
-    pool_ids = np.concatenate([ids["train"], np.pad(prod_ids, ((0, 0), (0, max_len - prod_ids.shape[1])))])
+    pool_ids = np.concatenate(
+        [ids["train"], np.pad(prod_ids, ((0, 0), (0, max_len - prod_ids.shape[1])))]
+    )
     pool_emb = torch.tensor(np.concatenate([t_emb["train"], t_prod]))
     n_rev = len(tr)
     lab = {k: torch.tensor(data.labels[k][tr]) for k in n_cls}
@@ -263,10 +297,20 @@ def export_text(opts: ExportOptions) -> None:
             for k in n_cls:
                 s_l = lg[k][torch.tensor(rev)]
                 t_l = t_logits["train"][k][rb]
-                kd = F.kl_div(F.log_softmax(s_l / temp, -1), F.log_softmax(t_l / temp, -1), log_target=True,
-                              reduction="batchmean") * temp * temp
+                kd = (
+                    F.kl_div(
+                        F.log_softmax(s_l / temp, -1),
+                        F.log_softmax(t_l / temp, -1),
+                        log_target=True,
+                        reduction="batchmean",
+                    )
+                    * temp
+                    * temp
+                )
                 y = lab[k][rb]
-                ce = F.cross_entropy(s_l[y >= 0], y[y >= 0], weight=cw[k]) if (y >= 0).any() else 0.0
+                ce = (
+                    F.cross_entropy(s_l[y >= 0], y[y >= 0], weight=cw[k]) if (y >= 0).any() else 0.0
+                )
                 loss = loss + 0.5 * kd + 0.5 * ce
         return loss
 
@@ -277,8 +321,19 @@ def export_text(opts: ExportOptions) -> None:
         return cos + f1
 
     opts.log(f"[text] student: {STUDENT_LAYERS} layers, distilling on {len(pool_ids)} texts")
-    fit(student, step, len(pool_ids), s_valid, epochs=2 if q else 6, batch_size=32, lr=2e-4 if q else 1e-4,
-        seed=opts.seed, patience=2, budget_s=10 if q else 300, desc="text student")
+    fit(
+        student,
+        step,
+        len(pool_ids),
+        s_valid,
+        epochs=2 if q else 6,
+        batch_size=32,
+        lr=2e-4 if q else 1e-4,
+        seed=opts.seed,
+        patience=2,
+        budget_s=10 if q else 300,
+        desc="text student",
+    )
     student.eval()
 
     work = opts.cache / "text"
@@ -286,14 +341,25 @@ def export_text(opts: ExportOptions) -> None:
     example = (torch.tensor(ids["test"][:4, :16]),)
     te_ids = ids["test"]
     runs = 10 if q else 200
-    t_path = onnx_tools.export_onnx(All(teacher, list(n_cls)), example, work / "teacher.onnx", ["input_ids"],
-                                    ["embedding", *[f"{k}_logits" for k in n_cls]],
-                                    {**axes_in, "embedding": {0: "batch"}, **{f"{k}_logits": {0: "batch"} for k in n_cls}})
-    lat_ids = {b: np.random.default_rng(0).integers(1000, 20000, (b, 32)).astype(np.int64) for b in (1, 64)}
+    t_path = onnx_tools.export_onnx(
+        All(teacher, list(n_cls)),
+        example,
+        work / "teacher.onnx",
+        ["input_ids"],
+        ["embedding", *[f"{k}_logits" for k in n_cls]],
+        {**axes_in, "embedding": {0: "batch"}, **{f"{k}_logits": {0: "batch"} for k in n_cls}},
+    )
+    lat_ids = {
+        b: np.random.default_rng(0).integers(1000, 20000, (b, 32)).astype(np.int64) for b in (1, 64)
+    }
 
     def lat(sess):
-        return {f"batch_{b}": onnx_tools.measure_latency_ms(lambda x=x: sess.run(None, {"input_ids": x}), runs=runs,
-                                                            budget_s=1 if q else 10) for b, x in lat_ids.items()}
+        return {
+            f"batch_{b}": onnx_tools.measure_latency_ms(
+                lambda x=x: sess.run(None, {"input_ids": x}), runs=runs, budget_s=1 if q else 10
+            )
+            for b, x in lat_ids.items()
+        }
 
     def onnx_run(path, x):
         sess = onnx_tools.session(path)
@@ -304,7 +370,9 @@ def export_text(opts: ExportOptions) -> None:
     s_test_e, s_test_lg = _embed(student, te_ids)
     t_test_lg = {k: v.numpy() for k, v in t_logits["test"].items()}
     cards_failed = []
-    t_lat = lat(onnx_tools.session(t_path))  # one graph for all heads: they are tiny next to the encoder
+    t_lat = lat(
+        onnx_tools.session(t_path)
+    )  # one graph for all heads: they are tiny next to the encoder
     t_size = t_path.stat().st_size
 
     # --- the three heads -------------------------------------------------------------------------
@@ -318,49 +386,111 @@ def export_text(opts: ExportOptions) -> None:
         xv = vec.fit_transform(texts[tr][m_tr])
         lr = LogisticRegression(max_iter=2000, C=4.0).fit(xv, y_tr[m_tr])
         m = _macro_f1(y_te, lr.predict(vec.transform(texts[te])))
-        rows.append(Row("baseline", m["macro_f1"], m, params=int(lr.coef_.size), note="TF-IDF 1-2 grams + LR"))
+        rows.append(
+            Row(
+                "baseline",
+                m["macro_f1"],
+                m,
+                params=int(lr.coef_.size),
+                note="TF-IDF 1-2 grams + LR",
+            )
+        )
         seed_m = _train_seed_lstm(ids, data.labels[task], data.split, n_cls[task], opts)
         with torch.no_grad():
             pred = seed_m(torch.tensor(te_ids)).argmax(1).numpy()
         m = _macro_f1(y_te, pred)
         rows.append(Row("seed", m["macro_f1"], m, params=param_count(seed_m)))
         m = _macro_f1(y_te, t_test_lg[task].argmax(1))
-        rows.append(Row("teacher", m["macro_f1"], m, params=param_count(teacher.bert) + param_count(heads[task]),
-                        size_bytes=t_size, latency_ms=t_lat, note="MiniLM-L6 + logistic-regression head"))
-        s_path = onnx_tools.export_onnx(Only(student, task), example, work / f"student_{task}.onnx", ["input_ids"],
-                                        ["logits"], {**axes_in, "logits": {0: "batch"}})
+        rows.append(
+            Row(
+                "teacher",
+                m["macro_f1"],
+                m,
+                params=param_count(teacher.bert) + param_count(heads[task]),
+                size_bytes=t_size,
+                latency_ms=t_lat,
+                note="MiniLM-L6 + logistic-regression head",
+            )
+        )
+        s_path = onnx_tools.export_onnx(
+            Only(student, task),
+            example,
+            work / f"student_{task}.onnx",
+            ["input_ids"],
+            ["logits"],
+            {**axes_in, "logits": {0: "batch"}},
+        )
         sess, got = onnx_run(s_path, te_ids)
         check = onnx_tools.check_outputs([s_test_lg[task]], [got], atol=1e-3)
         if not check.passed:
             raise RuntimeError(f"{name}: ONNX output differs from torch: {check}")
         m = _macro_f1(y_te, got.argmax(1))
         n_params = param_count(student.bert) + param_count(student.heads[task])
-        rows.append(Row("student", m["macro_f1"], m, params=n_params, size_bytes=s_path.stat().st_size,
-                        latency_ms=lat(sess)))
-        q_path = onnx_tools.quantize_dynamic_int8(s_path, work / f"student_{task}_int8.onnx", per_channel=True,
-                                                  op_types=("MatMul",))
+        rows.append(
+            Row(
+                "student",
+                m["macro_f1"],
+                m,
+                params=n_params,
+                size_bytes=s_path.stat().st_size,
+                latency_ms=lat(sess),
+            )
+        )
+        q_path = onnx_tools.quantize_dynamic_int8(
+            s_path, work / f"student_{task}_int8.onnx", per_channel=True, op_types=("MatMul",)
+        )
         q_sess, q_got = onnx_run(q_path, te_ids)
         m = _macro_f1(y_te, q_got.argmax(1))
         m["agreement_with_fp32"] = round(float((q_got.argmax(1) == got.argmax(1)).mean()), 4)
-        rows.append(Row("student-int8", m["macro_f1"], m, params=n_params, size_bytes=q_path.stat().st_size,
-                        latency_ms=lat(q_sess), note="dynamic int8, per-channel MatMul weights"))
+        rows.append(
+            Row(
+                "student-int8",
+                m["macro_f1"],
+                m,
+                params=n_params,
+                size_bytes=q_path.stat().st_size,
+                latency_ms=lat(q_sess),
+                note="dynamic int8, per-channel MatMul weights",
+            )
+        )
         ok_int8 = m["macro_f1"] >= 0.99 * rows[3].metric
         served = "student-int8" if ok_int8 else "student"
         folder = ModelFolder(opts.out, name)
         (folder.version / "model.onnx").write_bytes((q_path if ok_int8 else s_path).read_bytes())
         (folder.version / "tokenizer.json").write_text(tok_json)
         folder.write_json("1/labels.json", data.label_names[task])
-        folder.write_config(config_toml(
-            name, [Tensor("input_ids", "TYPE_INT64", [-1], pad_value=0)],
-            [Tensor("logits", "TYPE_FP32", [n_cls[task]])], max_batch_size=64, preferred_batch_size=[8, 32],
-            warmup_dynamic_dim=32,
-            parameters={"tokenizer": "tokenizer.json", "labels": "labels.json", "max_tokens": 128,
-                        "variant": served}))
+        folder.write_config(
+            config_toml(
+                name,
+                [Tensor("input_ids", "TYPE_INT64", [-1], pad_value=0)],
+                [Tensor("logits", "TYPE_FP32", [n_cls[task]])],
+                max_batch_size=64,
+                preferred_batch_size=[8, 32],
+                warmup_dynamic_dim=32,
+                parameters={
+                    "tokenizer": "tokenizer.json",
+                    "labels": "labels.json",
+                    "max_tokens": 128,
+                    "variant": served,
+                },
+            )
+        )
         gate = check_gates(rows, served=served, speed_batch="batch_1", min_speedup=3.0, quick=q)
-        card = Card(name, f"review classification: {task} ({', '.join(data.label_names[task])})",
-                    _dataset(data, q), "macro_f1", rows, gate,
-                    extra={"cleaning": data.cleaning, "export_check": check.to_dict(), "served_variant": served,
-                           "latency_input": "32 tokens", "student_layers": STUDENT_LAYERS})
+        card = Card(
+            name,
+            f"review classification: {task} ({', '.join(data.label_names[task])})",
+            _dataset(data, q),
+            "macro_f1",
+            rows,
+            gate,
+            extra={
+                "cleaning": data.cleaning,
+                "export_check": check.to_dict(),
+                "served_variant": served,
+                "latency_input": "32 tokens",
+                "student_layers": STUDENT_LAYERS,
+            },
+        )
         try:
             finish(opts, folder, card)
         except Exception as e:  # keep building the other heads; report all failures at the end
@@ -370,14 +500,36 @@ def export_text(opts: ExportOptions) -> None:
     opts.log("[text] search_encoder")
     rows = []
     t_top = _topk(t_query, t_prod)
-    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True).fit(data.products)
+    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True).fit(
+        data.products
+    )
     base_top = _topk(vec.transform(data.queries).toarray(), vec.transform(data.products).toarray())
-    rows.append(Row("baseline", _recall(base_top, t_top), {"recall@10": _recall(base_top, t_top)},
-                    note="TF-IDF char 2-4 grams, cosine"))
-    rows.append(Row("teacher", 1.0, {"recall@10": 1.0, "mean_cosine": 1.0}, params=param_count(teacher.bert),
-                    size_bytes=t_size, latency_ms=t_lat))
-    s_path = onnx_tools.export_onnx(Only(student, None), example, work / "student_search.onnx", ["input_ids"],
-                                    ["embedding"], {**axes_in, "embedding": {0: "batch"}})
+    rows.append(
+        Row(
+            "baseline",
+            _recall(base_top, t_top),
+            {"recall@10": _recall(base_top, t_top)},
+            note="TF-IDF char 2-4 grams, cosine",
+        )
+    )
+    rows.append(
+        Row(
+            "teacher",
+            1.0,
+            {"recall@10": 1.0, "mean_cosine": 1.0},
+            params=param_count(teacher.bert),
+            size_bytes=t_size,
+            latency_ms=t_lat,
+        )
+    )
+    s_path = onnx_tools.export_onnx(
+        Only(student, None),
+        example,
+        work / "student_search.onnx",
+        ["input_ids"],
+        ["embedding"],
+        {**axes_in, "embedding": {0: "batch"}},
+    )
     sess, s_prod = onnx_run(s_path, prod_ids)
     s_query = _run_sorted(sess, query_ids)
     ref_prod = _embed(student, prod_ids)[0]
@@ -391,36 +543,85 @@ def export_text(opts: ExportOptions) -> None:
 
     m = search_metrics(s_prod, s_query)
     n_params = param_count(student.bert)
-    rows.append(Row("student", m["recall@10"], m, params=n_params, size_bytes=s_path.stat().st_size,
-                    latency_ms=lat(sess)))
-    q_path = onnx_tools.quantize_dynamic_int8(s_path, work / "student_search_int8.onnx", per_channel=True,
-                                              op_types=("MatMul",))
+    rows.append(
+        Row(
+            "student",
+            m["recall@10"],
+            m,
+            params=n_params,
+            size_bytes=s_path.stat().st_size,
+            latency_ms=lat(sess),
+        )
+    )
+    q_path = onnx_tools.quantize_dynamic_int8(
+        s_path, work / "student_search_int8.onnx", per_channel=True, op_types=("MatMul",)
+    )
     q_sess, q_prod = onnx_run(q_path, prod_ids)
     q_query = _run_sorted(q_sess, query_ids)
     m = search_metrics(q_prod, q_query)
-    cos_to_fp32 = round(float(np.mean(np.r_[(q_prod * s_prod).sum(1), (q_query * s_query).sum(1)])), 4)
+    cos_to_fp32 = round(
+        float(np.mean(np.r_[(q_prod * s_prod).sum(1), (q_query * s_query).sum(1)])), 4
+    )
     m["cosine_to_student"] = cos_to_fp32
-    rows.append(Row("student-int8", m["recall@10"], m, params=n_params, size_bytes=q_path.stat().st_size,
-                    latency_ms=lat(q_sess), note="dynamic int8, per-channel MatMul weights"))
-    quant_rule = Rule("student-int8 mean cosine to student >= 0.99", cos_to_fp32, 0.99, cos_to_fp32 >= 0.99)
+    rows.append(
+        Row(
+            "student-int8",
+            m["recall@10"],
+            m,
+            params=n_params,
+            size_bytes=q_path.stat().st_size,
+            latency_ms=lat(q_sess),
+            note="dynamic int8, per-channel MatMul weights",
+        )
+    )
+    quant_rule = Rule(
+        "student-int8 mean cosine to student >= 0.99", cos_to_fp32, 0.99, cos_to_fp32 >= 0.99
+    )
     served = "student-int8" if quant_rule.passed else "student"
     folder = ModelFolder(opts.out, "search_encoder")
-    (folder.version / "model.onnx").write_bytes((q_path if quant_rule.passed else s_path).read_bytes())
+    (folder.version / "model.onnx").write_bytes(
+        (q_path if quant_rule.passed else s_path).read_bytes()
+    )
     (folder.version / "tokenizer.json").write_text(tok_json)
-    folder.write_config(config_toml(
-        "search_encoder", [Tensor("input_ids", "TYPE_INT64", [-1], pad_value=0)],
-        [Tensor("embedding", "TYPE_FP32", [384])], max_batch_size=64, preferred_batch_size=[8, 32],
-        warmup_dynamic_dim=16, parameters={"tokenizer": "tokenizer.json", "max_tokens": 128, "variant": served,
-                                           "normalized": True}))
-    gate = check_gates(rows, served=served, speed_batch="batch_1", min_speedup=3.0, quick=q, quant_rule=quant_rule)
-    card = Card("search_encoder", "product search: query/product text -> unit embedding (inner product); "
-                "recall@10 against the teacher's top-10 over the Online Retail product descriptions",
-                {"name": "Online Retail product descriptions (corpus) + review titles (queries)",
-                 "rows": len(data.products), "split": f"{len(data.queries)} queries (two-word description spans + held-out "
-                 "review titles); "
-                 "corpus = all product descriptions (distillation saw the corpus, never the queries)"},
-                "recall@10", rows, gate,
-                extra={"export_check": check.to_dict(), "served_variant": served, "latency_input": "32 tokens"})
+    folder.write_config(
+        config_toml(
+            "search_encoder",
+            [Tensor("input_ids", "TYPE_INT64", [-1], pad_value=0)],
+            [Tensor("embedding", "TYPE_FP32", [384])],
+            max_batch_size=64,
+            preferred_batch_size=[8, 32],
+            warmup_dynamic_dim=16,
+            parameters={
+                "tokenizer": "tokenizer.json",
+                "max_tokens": 128,
+                "variant": served,
+                "normalized": True,
+            },
+        )
+    )
+    gate = check_gates(
+        rows, served=served, speed_batch="batch_1", min_speedup=3.0, quick=q, quant_rule=quant_rule
+    )
+    card = Card(
+        "search_encoder",
+        "product search: query/product text -> unit embedding (inner product); "
+        "recall@10 against the teacher's top-10 over the Online Retail product descriptions",
+        {
+            "name": "Online Retail product descriptions (corpus) + review titles (queries)",
+            "rows": len(data.products),
+            "split": f"{len(data.queries)} queries (two-word description spans + held-out "
+            "review titles); "
+            "corpus = all product descriptions (distillation saw the corpus, never the queries)",
+        },
+        "recall@10",
+        rows,
+        gate,
+        extra={
+            "export_check": check.to_dict(),
+            "served_variant": served,
+            "latency_input": "32 tokens",
+        },
+    )
     final_prod = q_prod if quant_rule.passed else s_prod
     try:
         finish(opts, folder, card)
@@ -428,15 +629,21 @@ def export_text(opts: ExportOptions) -> None:
         cards_failed.append(e)
     _write_search_pipeline(opts, final_prod, tok_json)
     if cards_failed:
-        raise cards_failed[0] if len(cards_failed) == 1 else type(cards_failed[0])(
-            "\n".join(str(e) for e in cards_failed))
+        raise (
+            cards_failed[0]
+            if len(cards_failed) == 1
+            else type(cards_failed[0])("\n".join(str(e) for e in cards_failed))
+        )
 
 
 def _dataset(data: TextData, quick: bool) -> dict:
     n = {k: len(v) for k, v in data.split.items()}
-    return {"name": "Women's E-Commerce Clothing Reviews (Kaggle, CC0)", "rows": data.rows,
-            "split": f"random train/valid/test {n['train']}/{n['valid']}/{n['test']} reviews"
-                     + (" (--quick subset)" if quick else " (subset: CPU budget)")}
+    return {
+        "name": "Women's E-Commerce Clothing Reviews (Kaggle, CC0)",
+        "rows": data.rows,
+        "split": f"random train/valid/test {n['train']}/{n['valid']}/{n['test']} reviews"
+        + (" (--quick subset)" if quick else " (subset: CPU budget)"),
+    }
 
 
 def _run_sorted(sess, ids: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -445,7 +652,7 @@ def _run_sorted(sess, ids: np.ndarray, batch: int = 64) -> np.ndarray:
     order = np.argsort(lens)
     outs = []
     for i in range(0, len(ids), batch):
-        b = order[i:i + batch]
+        b = order[i : i + batch]
         outs.append(sess.run(None, {"input_ids": ids[b, : int(lens[b].max())]})[0])
     inv = np.empty_like(order)
     inv[order] = np.arange(len(order))
@@ -458,7 +665,12 @@ def _tokenizer_json(model_path: str, max_tokens: int) -> str:
 
     t = json.loads((Path(model_path) / "tokenizer.json").read_text())
     t["padding"] = None
-    t["truncation"] = {"direction": "Right", "max_length": max_tokens, "strategy": "LongestFirst", "stride": 0}
+    t["truncation"] = {
+        "direction": "Right",
+        "max_length": max_tokens,
+        "strategy": "LongestFirst",
+        "stride": 0,
+    }
     return json.dumps(t)
 
 
@@ -485,14 +697,27 @@ def _train_seed_lstm(ids, labels, split, n_cls: int, opts: ExportOptions):
     keep = labels[tr] >= 0
     x_tr, y_tr = torch.tensor(ids["train"][keep]), torch.tensor(labels[tr][keep])
     x_va, y_va = torch.tensor(ids["valid"]), labels[va]
-    w = torch.tensor(len(y_tr) / (n_cls * np.bincount(y_tr.numpy(), minlength=n_cls).clip(min=1)), dtype=torch.float32)
+    w = torch.tensor(
+        len(y_tr) / (n_cls * np.bincount(y_tr.numpy(), minlength=n_cls).clip(min=1)),
+        dtype=torch.float32,
+    )
 
     def step(b):
         return F.cross_entropy(model(x_tr[b]), y_tr[b], weight=w)
 
-    fit(model, step, len(y_tr), lambda: _macro_f1(y_va, model(x_va).argmax(1).numpy())["macro_f1"],
-        epochs=3 if opts.quick else 12, batch_size=64, lr=3e-3, seed=opts.seed, patience=3,
-        budget_s=3 if opts.quick else 40, desc="seed LSTM text")
+    fit(
+        model,
+        step,
+        len(y_tr),
+        lambda: _macro_f1(y_va, model(x_va).argmax(1).numpy())["macro_f1"],
+        epochs=3 if opts.quick else 12,
+        batch_size=64,
+        lr=3e-3,
+        seed=opts.seed,
+        patience=3,
+        budget_s=3 if opts.quick else 40,
+        desc="seed LSTM text",
+    )
     return model.eval()
 
 
@@ -505,11 +730,27 @@ def _write_search_pipeline(opts: ExportOptions, product_emb: np.ndarray, tok_jso
     v = folder.version
     np.save(v / "product_embeddings.npy", product_emb.astype(np.float32))
     (v / "item_ids.json").write_text(json.dumps(items["StockCode"].tolist()))
-    (v / "item_titles.json").write_text(json.dumps(items["Description"].fillna("").str.strip().tolist()))
+    (v / "item_titles.json").write_text(
+        json.dumps(items["Description"].fillna("").str.strip().tolist())
+    )
     np.save(v / "item_prices.npy", items["price"].to_numpy(np.float32))
     (v / "tokenizer.json").write_text(tok_json)
-    folder.write_config(config_toml("search", [], [], max_batch_size=0, platform="pipeline", parameters={
-        "encoder": "search_encoder", "product_embeddings": "product_embeddings.npy", "item_ids": "item_ids.json",
-        "item_titles": "item_titles.json", "item_prices": "item_prices.npy", "tokenizer": "tokenizer.json",
-        "score": "inner_product"}))
+    folder.write_config(
+        config_toml(
+            "search",
+            [],
+            [],
+            max_batch_size=0,
+            platform="pipeline",
+            parameters={
+                "encoder": "search_encoder",
+                "product_embeddings": "product_embeddings.npy",
+                "item_ids": "item_ids.json",
+                "item_titles": "item_titles.json",
+                "item_prices": "item_prices.npy",
+                "tokenizer": "tokenizer.json",
+                "score": "inner_product",
+            },
+        )
+    )
     folder.publish()

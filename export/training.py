@@ -32,10 +32,12 @@ def param_count(module) -> int:
     return int(sum(p.numel() for p in module.parameters()))
 
 
-def minibatches(n: int, batch_size: int, rng: np.random.Generator, shuffle: bool = True) -> Iterator[np.ndarray]:
+def minibatches(
+    n: int, batch_size: int, rng: np.random.Generator, shuffle: bool = True
+) -> Iterator[np.ndarray]:
     order = rng.permutation(n) if shuffle else np.arange(n)
     for i in range(0, n, batch_size):
-        yield order[i:i + batch_size]
+        yield order[i : i + batch_size]
 
 
 @dataclass
@@ -45,9 +47,21 @@ class FitResult:
     seconds: float
 
 
-def fit(model, step: Callable[[np.ndarray], object], n_train: int, evaluate: Callable[[], float], *,
-        epochs: int, batch_size: int, lr: float, seed: int, patience: int = 2, budget_s: float = 120.0,
-        desc: str = "train", weight_decay: float = 0.0) -> FitResult:
+def fit(
+    model,
+    step: Callable[[np.ndarray], object],
+    n_train: int,
+    evaluate: Callable[[], float],
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    patience: int = 2,
+    budget_s: float = 120.0,
+    desc: str = "train",
+    weight_decay: float = 0.0,
+) -> FitResult:
     """Adam on `step(batch_idx) -> loss`, keeping the weights of the best `evaluate()` (higher is better).
 
     Stops after `epochs`, after `patience` epochs without improvement, or when `budget_s` seconds
@@ -57,15 +71,24 @@ def fit(model, step: Callable[[np.ndarray], object], n_train: int, evaluate: Cal
     import torch
     from tqdm import tqdm
 
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.Adam(
+        [p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay
+    )
     rng = np.random.default_rng(seed)
     best, best_state, bad, t0, done = -np.inf, None, 0, time.perf_counter(), 0
     cpu0 = time.process_time()
     n_batches = (n_train + batch_size - 1) // batch_size
     for epoch in range(epochs):
         model.train()
-        bar = tqdm(minibatches(n_train, batch_size, rng), total=n_batches, desc=f"{desc} {epoch + 1}/{epochs}",
-                   leave=False, file=sys.stderr, mininterval=1.0, disable=None)
+        bar = tqdm(
+            minibatches(n_train, batch_size, rng),
+            total=n_batches,
+            desc=f"{desc} {epoch + 1}/{epochs}",
+            leave=False,
+            file=sys.stderr,
+            mininterval=1.0,
+            disable=None,
+        )
         for idx in bar:
             opt.zero_grad()
             loss = step(idx)

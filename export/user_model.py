@@ -32,8 +32,13 @@ from export.repository import Tensor, config_toml
 
 __all__ = ["main", "parse_tensor"]
 
-_DTYPES = {"fp32": ("TYPE_FP32", np.float32), "fp16": ("TYPE_FP16", np.float16), "int64": ("TYPE_INT64", np.int64),
-           "int32": ("TYPE_INT32", np.int32), "bool": ("TYPE_BOOL", np.bool_)}
+_DTYPES = {
+    "fp32": ("TYPE_FP32", np.float32),
+    "fp16": ("TYPE_FP16", np.float16),
+    "int64": ("TYPE_INT64", np.int64),
+    "int32": ("TYPE_INT32", np.int32),
+    "bool": ("TYPE_BOOL", np.bool_),
+}
 
 
 def parse_tensor(text: str) -> dict:
@@ -41,7 +46,9 @@ def parse_tensor(text: str) -> dict:
         name, dtype, dims = text.split(":")
         return {"name": name, "dtype": dtype.lower(), "dims": [int(d) for d in dims.split(",")]}
     except ValueError:
-        raise SystemExit(f"bad tensor {text!r}: expected name:dtype:dims, e.g. features:fp32:64") from None
+        raise SystemExit(
+            f"bad tensor {text!r}: expected name:dtype:dims, e.g. features:fp32:64"
+        ) from None
 
 
 def _load_factory(ref: str, state_dict: Path | None):
@@ -79,13 +86,22 @@ def _load_hf(folder: Path, pooling: str | None):
             return (h * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)
 
     hidden = int(base.config.hidden_size)
-    outputs = [{"name": "embedding", "dtype": "fp32", "dims": [hidden]}] if pooling == "mean" else \
-        [{"name": "last_hidden_state", "dtype": "fp32", "dims": [-1, hidden]}]
+    outputs = (
+        [{"name": "embedding", "dtype": "fp32", "dims": [hidden]}]
+        if pooling == "mean"
+        else [{"name": "last_hidden_state", "dtype": "fp32", "dims": [-1, hidden]}]
+    )
     vocab = int(getattr(base.config, "vocab_size", 1000))
-    return HF().eval(), [{"name": "input_ids", "dtype": "int64", "dims": [-1], "pad_value": 0, "high": vocab}], outputs
+    return (
+        HF().eval(),
+        [{"name": "input_ids", "dtype": "int64", "dims": [-1], "pad_value": 0, "high": vocab}],
+        outputs,
+    )
 
 
-def _random_inputs(inputs: list[dict], batch: int, rng: np.random.Generator, dyn: int = 16) -> list[np.ndarray]:
+def _random_inputs(
+    inputs: list[dict], batch: int, rng: np.random.Generator, dyn: int = 16
+) -> list[np.ndarray]:
     out = []
     for t in inputs:
         shape = [batch] + [dyn if d == -1 else d for d in t["dims"]]
@@ -100,7 +116,12 @@ def _random_inputs(inputs: list[dict], batch: int, rng: np.random.Generator, dyn
 
 
 def _mean_cos(ref: list[np.ndarray], got: list[np.ndarray]) -> float:
-    return round(float(np.mean([onnx_tools.cosine_rows(r, g).mean() for r, g in zip(ref, got, strict=True)])), 5)
+    return round(
+        float(
+            np.mean([onnx_tools.cosine_rows(r, g).mean() for r, g in zip(ref, got, strict=True)])
+        ),
+        5,
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -113,13 +134,17 @@ def main(argv: list[str]) -> int:
     src.add_argument("--factory", help="package.module:factory returning a torch.nn.Module")
     src.add_argument("--hf", type=Path, help="a Hugging Face model folder")
     p.add_argument("--state-dict", type=Path)
-    p.add_argument("--pooling", choices=["mean"], help="HF: output the masked mean of the last hidden state")
+    p.add_argument(
+        "--pooling", choices=["mean"], help="HF: output the masked mean of the last hidden state"
+    )
     p.add_argument("--input", action="append", default=[], type=parse_tensor)
     p.add_argument("--output", action="append", default=[], type=parse_tensor)
     p.add_argument("--pad-value", type=float, default=0)
     p.add_argument("--spec", type=Path, help="JSON file with inputs/outputs/max_batch_size")
     p.add_argument("--max-batch-size", type=int, default=64)
-    p.add_argument("--quantize", action="store_true", help="dynamic int8 (per-channel MatMul/Gemm), gated")
+    p.add_argument(
+        "--quantize", action="store_true", help="dynamic int8 (per-channel MatMul/Gemm), gated"
+    )
     p.add_argument("--allow-regression", action="store_true")
     a = p.parse_args(argv)
 
@@ -141,8 +166,13 @@ def main(argv: list[str]) -> int:
             raise SystemExit(f"{t['name']}: dtype {t['dtype']!r} not one of {sorted(_DTYPES)}")
 
     names_in, names_out = [t["name"] for t in inputs], [t["name"] for t in outputs]
-    axes = {t["name"]: {0: "batch", **{i + 1: f"{t['name']}_{i}" for i, d in enumerate(t["dims"]) if d == -1}}
-            for t in inputs + outputs}
+    axes = {
+        t["name"]: {
+            0: "batch",
+            **{i + 1: f"{t['name']}_{i}" for i, d in enumerate(t["dims"]) if d == -1},
+        }
+        for t in inputs + outputs
+    }
     rng = np.random.default_rng(0)
     example = tuple(torch.from_numpy(x) for x in _random_inputs(inputs, 2, rng))
     held = _random_inputs(inputs, 32, rng, dyn=24)
@@ -151,53 +181,118 @@ def main(argv: list[str]) -> int:
     ref = [r.numpy() for r in (ref if isinstance(ref, tuple | list) else (ref,))]
 
     folder = a.out / a.name
-    versions = [int(d.name) for d in folder.glob("*") if d.name.isdigit()] if folder.exists() else []
+    versions = (
+        [int(d.name) for d in folder.glob("*") if d.name.isdigit()] if folder.exists() else []
+    )
     version = max(versions, default=0) + 1
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = onnx_tools.export_onnx(model, example, Path(tmp) / "model.onnx", names_in, names_out, axes)
+        fp32 = onnx_tools.export_onnx(
+            model, example, Path(tmp) / "model.onnx", names_in, names_out, axes
+        )
         feeds = dict(zip(names_in, held, strict=True))
         sess = onnx_tools.session(fp32)
         got = sess.run(None, feeds)
         check = onnx_tools.check_outputs(ref, got, atol=1e-3)
-        lat = {"batch_1": onnx_tools.measure_latency_ms(
-            lambda: sess.run(None, {k: v[:1] for k, v in feeds.items()}), runs=50)}
-        rows = [Row("student", _mean_cos(ref, got), {"mean_cosine": _mean_cos(ref, got),
-                                                     "max_abs_diff": check.max_abs_diff},
-                    size_bytes=fp32.stat().st_size, latency_ms=lat, note="fp32 ONNX vs the source model")]
-        rules = [Rule("ONNX matches the source model (max abs diff <= 1e-3 or min cosine >= 0.9999)",
-                      check.max_abs_diff, 1e-3, check.passed)]
+        lat = {
+            "batch_1": onnx_tools.measure_latency_ms(
+                lambda: sess.run(None, {k: v[:1] for k, v in feeds.items()}), runs=50
+            )
+        }
+        rows = [
+            Row(
+                "student",
+                _mean_cos(ref, got),
+                {"mean_cosine": _mean_cos(ref, got), "max_abs_diff": check.max_abs_diff},
+                size_bytes=fp32.stat().st_size,
+                latency_ms=lat,
+                note="fp32 ONNX vs the source model",
+            )
+        ]
+        rules = [
+            Rule(
+                "ONNX matches the source model (max abs diff <= 1e-3 or min cosine >= 0.9999)",
+                check.max_abs_diff,
+                1e-3,
+                check.passed,
+            )
+        ]
         served = fp32
         if a.quantize:
             q = onnx_tools.quantize_dynamic_int8(fp32, Path(tmp) / "model-int8.onnx")
             qs = onnx_tools.session(q)
             q_got = qs.run(None, feeds)
             cos = _mean_cos(ref, q_got)
-            rows.append(Row("student-int8", cos, {"mean_cosine": cos}, size_bytes=q.stat().st_size,
-                            latency_ms={"batch_1": onnx_tools.measure_latency_ms(
-                                lambda: qs.run(None, {k: v[:1] for k, v in feeds.items()}), runs=50)},
-                            note="dynamic int8, per-channel"))
-            rules.append(Rule("student-int8 mean cosine to the source model >= 0.99", cos, 0.99, cos >= 0.99))
+            rows.append(
+                Row(
+                    "student-int8",
+                    cos,
+                    {"mean_cosine": cos},
+                    size_bytes=q.stat().st_size,
+                    latency_ms={
+                        "batch_1": onnx_tools.measure_latency_ms(
+                            lambda: qs.run(None, {k: v[:1] for k, v in feeds.items()}), runs=50
+                        )
+                    },
+                    note="dynamic int8, per-channel",
+                )
+            )
+            rules.append(
+                Rule("student-int8 mean cosine to the source model >= 0.99", cos, 0.99, cos >= 0.99)
+            )
             served = q
-        gate = check_gates(rows, served="student", speed_batch="batch_1", min_speedup=0.0, quick=True)
+        gate = check_gates(
+            rows, served="student", speed_batch="batch_1", min_speedup=0.0, quick=True
+        )
         gate["rules"] = [r.__dict__ for r in rules]
         gate["passed"] = all(r.passed for r in rules)
         text = config_toml(
-            a.name, [Tensor(t["name"], _DTYPES[t["dtype"]][0], t["dims"],
-                            pad_value=t.get("pad_value", a.pad_value) if -1 in t["dims"] else None) for t in inputs],
+            a.name,
+            [
+                Tensor(
+                    t["name"],
+                    _DTYPES[t["dtype"]][0],
+                    t["dims"],
+                    pad_value=t.get("pad_value", a.pad_value) if -1 in t["dims"] else None,
+                )
+                for t in inputs
+            ],
             [Tensor(t["name"], _DTYPES[t["dtype"]][0], t["dims"]) for t in outputs],
-            max_batch_size=mbs, preferred_batch_size=[min(8, mbs)] if mbs > 0 else None,
-            parameters={"source": a.factory or str(a.hf), "variant": "student-int8" if served != fp32 else "student"})
-        card = Card(a.name, "user model exported with `shopserve export model`",
-                    {"name": "random inputs from the tensor spec", "rows": 32, "split": "held-out random batch"},
-                    "mean_cosine", rows, gate, extra={"command": "shopserve export model " + " ".join(argv),
-                                                      "export_check": check.to_dict(), "version": version})
+            max_batch_size=mbs,
+            preferred_batch_size=[min(8, mbs)] if mbs > 0 else None,
+            parameters={
+                "source": a.factory or str(a.hf),
+                "variant": "student-int8" if served != fp32 else "student",
+            },
+        )
+        card = Card(
+            a.name,
+            "user model exported with `shopserve export model`",
+            {
+                "name": "random inputs from the tensor spec",
+                "rows": 32,
+                "split": "held-out random batch",
+            },
+            "mean_cosine",
+            rows,
+            gate,
+            extra={
+                "command": "shopserve export model " + " ".join(argv),
+                "export_check": check.to_dict(),
+                "version": version,
+            },
+        )
         if not gate["passed"] and not a.allow_regression:
             failed = [r.rule for r in rules if not r.passed]
-            print(f"{a.name}: gate failed, nothing written:\n  - " + "\n  - ".join(failed), file=sys.stderr)
+            print(
+                f"{a.name}: gate failed, nothing written:\n  - " + "\n  - ".join(failed),
+                file=sys.stderr,
+            )
             return 1
         (folder / str(version)).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(served, folder / str(version) / "model.onnx")
         (folder / "config.toml").write_text(text)
         card.write(folder)
-    print(f"{a.name}: version {version} written to {folder} (gate {'passed' if gate['passed'] else 'FAILED, allowed'})")
+    print(
+        f"{a.name}: version {version} written to {folder} (gate {'passed' if gate['passed'] else 'FAILED, allowed'})"
+    )
     return 0

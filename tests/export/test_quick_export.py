@@ -15,8 +15,15 @@ from export.options import ExportOptions, finish
 from export.repository import ModelFolder
 from server.repository.config import load_config
 
-SERVED = ["risk", "query_encoder", "ranker", "classify_sentiment", "classify_recommended",
-          "classify_department", "search_encoder"]
+SERVED = [
+    "risk",
+    "query_encoder",
+    "ranker",
+    "classify_sentiment",
+    "classify_recommended",
+    "classify_department",
+    "search_encoder",
+]
 PIPELINES = ["recommend", "search"]
 _NP = {"TYPE_FP32": np.float32, "TYPE_INT64": np.int64}
 # the first test builds the shared quick repository (2-3 minutes on an idle 2-core machine; its
@@ -30,7 +37,11 @@ def _feeds(config, batch: int = 3) -> dict[str, np.ndarray]:
     for t in config.input:
         shape = [batch] + [8 if d == -1 else d for d in t.dims]
         dt = _NP[t.data_type]
-        out[t.name] = rng.integers(0, 5, shape).astype(dt) if dt is np.int64 else rng.standard_normal(shape).astype(dt)
+        out[t.name] = (
+            rng.integers(0, 5, shape).astype(dt)
+            if dt is np.int64
+            else rng.standard_normal(shape).astype(dt)
+        )
     return out
 
 
@@ -75,7 +86,9 @@ def test_pipeline_folders(quick_repo: Path, name: str):
     v = quick_repo / name / "1"
     p = config.parameters
     emb = np.load(v / p["item_embeddings" if name == "recommend" else "product_embeddings"])
-    assert emb.dtype == np.float32 and emb.shape[0] == len(json.loads((v / p["item_ids"]).read_text()))
+    assert emb.dtype == np.float32 and emb.shape[0] == len(
+        json.loads((v / p["item_ids"]).read_text())
+    )
     assert len(np.load(v / p["item_prices"])) == emb.shape[0]
 
 
@@ -84,11 +97,31 @@ def test_recommend_feature_tables_run_the_kernel(quick_repo: Path):
 
     v = quick_repo / "recommend" / "1"
     spec = FeatureSpec.load(v / "features.json")
-    tables = FeatureTables(*(np.load(v / f"{n}.npy") for n in (
-        "user_features", "item_features", "item_category", "affinity_indptr", "affinity_category", "affinity_value")))
+    tables = FeatureTables(
+        *(
+            np.load(v / f"{n}.npy")
+            for n in (
+                "user_features",
+                "item_features",
+                "item_category",
+                "affinity_indptr",
+                "affinity_category",
+                "affinity_value",
+            )
+        )
+    )
     out = np.empty((4, spec.n_features), np.float32)
-    assemble_features(spec, tables, np.array([0, 1]), np.array([0, 2, 4]), np.array([1, 2, 3, 4]),
-                      np.array([0, 1, 1]), np.array([5]), np.array([86400.0], np.float32), out)
+    assemble_features(
+        spec,
+        tables,
+        np.array([0, 1]),
+        np.array([0, 2, 4]),
+        np.array([1, 2, 3, 4]),
+        np.array([0, 1, 1]),
+        np.array([5]),
+        np.array([86400.0], np.float32),
+        out,
+    )
     ranker = load_config(quick_repo / "ranker" / "config.toml")
     assert ranker.input[0].dims == [spec.n_features]
 
@@ -100,8 +133,13 @@ def test_risk_contributions_are_exact(quick_repo: Path):
     assert set(pre["vocab"]) >= {"Month", "VisitorType"}
     sess = onnx_tools.session(folder / "1" / "model.onnx")
     rng = np.random.default_rng(1)
-    prob, logit, contrib = sess.run(None, {"numeric": rng.standard_normal((5, 11)).astype(np.float32),
-                                           "categorical": rng.integers(0, 3, (5, 6)).astype(np.int64)})
+    prob, logit, contrib = sess.run(
+        None,
+        {
+            "numeric": rng.standard_normal((5, 11)).astype(np.float32),
+            "categorical": rng.integers(0, 3, (5, 6)).astype(np.int64),
+        },
+    )
     np.testing.assert_allclose(contrib.sum(1) + pre["bias"], logit[:, 0], atol=1e-5)
     np.testing.assert_allclose(prob[:, 0], 1 / (1 + np.exp(-logit[:, 0])), atol=1e-6)
 
@@ -124,7 +162,9 @@ def _damage(path: Path, out: Path) -> Path:
     for init in model.graph.initializer:
         a = numpy_helper.to_array(init)
         if a.dtype == np.int8 and a.size > 1000:
-            init.CopyFrom(numpy_helper.from_array(rng.permutation(a.reshape(-1)).reshape(a.shape), init.name))
+            init.CopyFrom(
+                numpy_helper.from_array(rng.permutation(a.reshape(-1)).reshape(a.shape), init.name)
+            )
     onnx.save(model, str(out))
     return out
 
@@ -144,8 +184,14 @@ def test_damaged_quantization_fails_the_gate(quick_repo: Path, tmp_path: Path):
     assert cos(good) > cos(bad)
     rule = Rule("student-int8 mean cosine to student >= 0.99", cos(bad), 0.99, cos(bad) >= 0.99)
     rows = [Row("teacher", 1.0, {}), Row("student", 0.9, {}), Row("student-int8", 0.9, {})]
-    gate = check_gates(rows, served="student-int8", speed_batch="batch_1", min_speedup=3.0, quick=True,
-                       quant_rule=rule)
+    gate = check_gates(
+        rows,
+        served="student-int8",
+        speed_batch="batch_1",
+        min_speedup=3.0,
+        quick=True,
+        quant_rule=rule,
+    )
     assert not gate["passed"]
     opts = ExportOptions(out=tmp_path / "repo")
     folder = ModelFolder(opts.out, "damaged")

@@ -16,9 +16,22 @@ from tests.export.toy_models import make_mlp
 def test_export_user_module_with_int8(tmp_path: Path):
     weights = tmp_path / "w.pt"
     torch.save(make_mlp().state_dict(), weights)
-    argv = ["model", "--out", str(tmp_path / "repo"), "--name", "toy", "--factory",
-            "tests.export.toy_models:make_mlp", "--state-dict", str(weights), "--input", "features:fp32:16",
-            "--output", "logits:fp32:4", "--quantize"]
+    argv = [
+        "model",
+        "--out",
+        str(tmp_path / "repo"),
+        "--name",
+        "toy",
+        "--factory",
+        "tests.export.toy_models:make_mlp",
+        "--state-dict",
+        str(weights),
+        "--input",
+        "features:fp32:16",
+        "--output",
+        "logits:fp32:4",
+        "--quantize",
+    ]
     assert main(argv) == 0
     folder = tmp_path / "repo" / "toy"
     config = load_config(folder / "config.toml")
@@ -36,8 +49,21 @@ def test_export_user_module_with_int8(tmp_path: Path):
 
 def test_bad_tensor_spec_is_a_clear_error(tmp_path: Path, capsys):
     try:
-        main(["model", "--out", str(tmp_path), "--name", "x", "--factory", "tests.export.toy_models:make_mlp",
-              "--input", "features-fp32", "--output", "y:fp32:4"])
+        main(
+            [
+                "model",
+                "--out",
+                str(tmp_path),
+                "--name",
+                "x",
+                "--factory",
+                "tests.export.toy_models:make_mlp",
+                "--input",
+                "features-fp32",
+                "--output",
+                "y:fp32:4",
+            ]
+        )
     except SystemExit as e:
         assert "name:dtype:dims" in str(e)
     else:
