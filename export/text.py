@@ -625,9 +625,9 @@ def export_text(opts: ExportOptions) -> None:
     final_prod = q_prod if quant_rule.passed else s_prod
     try:
         finish(opts, folder, card)
+        _write_search_pipeline(opts, final_prod, tok_json)  # only beside a published encoder
     except Exception as e:
         cards_failed.append(e)
-    _write_search_pipeline(opts, final_prod, tok_json)
     if cards_failed:
         raise (
             cards_failed[0]
