@@ -18,8 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # the full demo repository: trained on the real data in data/ (resumable: finished models are
-# kept; models that miss a quality gate are still served, their cards say which gate failed and why),
-# kept), plus the small onnx.helper models the README's first examples use
+# kept; models that miss a quality gate are still served, their cards say which gate failed), plus the small onnx.helper models the README's first examples use
 $(REPO)/.complete: | $(VENV)/.installed
 	$(VENV)/bin/shopserve export all --allow-regression --out $(REPO)
 	$(VENV)/bin/shopserve export demo --out $(REPO)
