@@ -1,4 +1,4 @@
-"""The README's curl examples, run against a server on the quick demo repository."""
+"""The README's curl examples, run against a server on the quick repository (quick export + demo)."""
 
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ def test_readme_has_curl_examples():
     assert len(_examples()) >= 5
 
 
-def test_readme_curl_examples_work(demo_repo):
-    server = ServerProcess(demo_repo)
+def test_readme_curl_examples_work(shop_repo):
+    server = ServerProcess(shop_repo)
     try:
         for block, expected in _examples():
             commands: list[str] = []
