@@ -16,26 +16,27 @@ a wrapper over the same `quantize_dynamic`: it costs a dependency stack and give
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
 from export import onnx_tools
 from export.card import Card, Row, Rule, check_gates
-from export.data import load_retail, load_reviews, retail_sequences
 from export.options import ExportOptions, finish
 from export.repository import ModelFolder, Tensor, config_toml
+from export.text_data import (
+    TASKS,
+    _dataset,
+    _load,
+    _tokenize,
+    _tokenizer_json,
+    _write_search_pipeline,
+)
+from export.text_metrics import _embed, _macro_f1, _recall, _run_sorted, _topk, _train_seed_lstm
 from export.training import fit, param_count, seed_everything
 
 __all__ = ["export_text", "load_teacher", "TASKS"]
 
-TASKS = {
-    "sentiment": ["negative", "neutral", "positive"],
-    "recommended": ["no", "yes"],
-    "department": None,  # the dataset's Department Name values, sorted
-}
 STUDENT_LAYERS = 2
 
 
@@ -98,109 +99,6 @@ def _head_cls():
             return (e, *[lg[k] for k in self.keys])
 
     return Only, All
-
-
-@dataclass
-class TextData:
-    texts: list[str]
-    labels: dict[str, np.ndarray]  # -1 = no label for that task
-    split: dict[str, np.ndarray]
-    label_names: dict[str, list[str]]
-    rows: int
-    cleaning: dict
-    products: list[str]
-    queries: list[str]
-
-
-def _load(quick: bool, seed: int) -> TextData:
-    df, rep = load_reviews()
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(df))
-    n_tr, n_va, n_te = (200, 80, 150) if quick else (3000, 800, 1500)
-    tr, va, te = order[:n_tr], order[n_tr : n_tr + n_va], order[n_tr + n_va : n_tr + n_va + n_te]
-    depts = sorted(d for d in df["department"].unique() if d)
-    labels = {
-        "sentiment": df["sentiment"].to_numpy(),
-        "recommended": df["recommended"].to_numpy(),
-        "department": df["department"]
-        .map({d: i for i, d in enumerate(depts)})
-        .fillna(-1)
-        .astype(int)
-        .to_numpy(),
-    }
-    retail, _ = load_retail()
-    _, items, _ = retail_sequences(retail)
-    products = items["Description"].fillna("").str.strip().str.lower().tolist()
-    if quick:
-        products = products[:200]
-    # queries: two-word spans of product descriptions (what a shopper types) and held-out review titles
-    spans = []
-    for p in rng.choice(products, size=60 if quick else 600, replace=False):
-        w = p.split()
-        i = int(rng.integers(0, max(1, len(w) - 1)))
-        spans.append(" ".join(w[i : i + 2]))
-    titles = df["Title"].fillna("").str.strip()
-    queries = list(
-        dict.fromkeys(
-            spans + [t for t in dict.fromkeys(titles.iloc[te]) if t][: 20 if quick else 400]
-        )
-    )
-    return TextData(
-        df["text"].tolist(),
-        labels,
-        {"train": tr, "valid": va, "test": te},
-        {**{k: v for k, v in TASKS.items() if v}, "department": depts},
-        rep.rows_out,
-        rep.to_dict(),
-        products,
-        queries,
-    )
-
-
-def _tokenize(tok, texts: list[str], max_len: int) -> np.ndarray:
-    enc = tok(texts, truncation=True, max_length=max_len, padding="max_length", return_tensors="np")
-    return enc["input_ids"].astype(np.int64)
-
-
-def _embed(model_fn, ids: np.ndarray, batch: int = 64) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Run the encoder over `ids` in length-sorted batches (less padding), back in input order."""
-    import torch
-
-    lens = (ids != 0).sum(1)
-    order = np.argsort(lens)
-    embs, logits = [], {}
-    with torch.no_grad():
-        for i in range(0, len(ids), batch):
-            b = order[i : i + batch]
-            t = int(lens[b].max())
-            e, lg = model_fn(torch.tensor(ids[b, :t]))[:2]
-            embs.append(e.numpy())
-            for k, v in lg.items():
-                logits.setdefault(k, []).append(v.numpy())
-    inv = np.empty_like(order)
-    inv[order] = np.arange(len(order))
-    return np.concatenate(embs)[inv], {k: np.concatenate(v)[inv] for k, v in logits.items()}
-
-
-def _macro_f1(y, pred) -> dict[str, float]:
-    from sklearn.metrics import accuracy_score, f1_score
-
-    m = y >= 0
-    return {
-        "macro_f1": round(float(f1_score(y[m], pred[m], average="macro")), 4),
-        "accuracy": round(float(accuracy_score(y[m], pred[m])), 4),
-    }
-
-
-def _topk(q: np.ndarray, c: np.ndarray, k: int = 10) -> np.ndarray:
-    s = q @ c.T
-    return np.argsort(-s, axis=1)[:, :k]
-
-
-def _recall(a: np.ndarray, b: np.ndarray) -> float:
-    return round(
-        float(np.mean([len(set(x) & set(y)) / len(y) for x, y in zip(a, b, strict=True)])), 4
-    )
 
 
 def export_text(opts: ExportOptions) -> None:
@@ -634,123 +532,3 @@ def export_text(opts: ExportOptions) -> None:
             if len(cards_failed) == 1
             else type(cards_failed[0])("\n".join(str(e) for e in cards_failed))
         )
-
-
-def _dataset(data: TextData, quick: bool) -> dict:
-    n = {k: len(v) for k, v in data.split.items()}
-    return {
-        "name": "Women's E-Commerce Clothing Reviews (Kaggle, CC0)",
-        "rows": data.rows,
-        "split": f"random train/valid/test {n['train']}/{n['valid']}/{n['test']} reviews"
-        + (" (--quick subset)" if quick else " (subset: CPU budget)"),
-    }
-
-
-def _run_sorted(sess, ids: np.ndarray, batch: int = 64) -> np.ndarray:
-    """ONNX Runtime over length-sorted, trimmed batches, results in input order."""
-    lens = (ids != 0).sum(1)
-    order = np.argsort(lens)
-    outs = []
-    for i in range(0, len(ids), batch):
-        b = order[i : i + batch]
-        outs.append(sess.run(None, {"input_ids": ids[b, : int(lens[b].max())]})[0])
-    inv = np.empty_like(order)
-    inv[order] = np.arange(len(order))
-    return np.concatenate(outs)[inv]
-
-
-def _tokenizer_json(model_path: str, max_tokens: int) -> str:
-    """The teacher's tokenizer.json with padding off (the server pads per batch) and truncation set."""
-    from pathlib import Path
-
-    t = json.loads((Path(model_path) / "tokenizer.json").read_text())
-    t["padding"] = None
-    t["truncation"] = {
-        "direction": "Right",
-        "max_length": max_tokens,
-        "strategy": "LongestFirst",
-        "stride": 0,
-    }
-    return json.dumps(t)
-
-
-def _train_seed_lstm(ids, labels, split, n_cls: int, opts: ExportOptions):
-    """The seed article's classifier: token embedding -> one LSTM -> linear on the last real step."""
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
-
-    class SeedText(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.emb = nn.Embedding(30522, 64, padding_idx=0)
-            self.lstm = nn.LSTM(64, 96, batch_first=True)
-            self.out = nn.Linear(96, n_cls)
-
-        def forward(self, x):
-            h, _ = self.lstm(self.emb(x))
-            last = ((x != 0).sum(1) - 1).clamp(min=0)
-            return self.out(h[torch.arange(len(x)), last])
-
-    model = SeedText()
-    tr, va = split["train"], split["valid"]
-    keep = labels[tr] >= 0
-    x_tr, y_tr = torch.tensor(ids["train"][keep]), torch.tensor(labels[tr][keep])
-    x_va, y_va = torch.tensor(ids["valid"]), labels[va]
-    w = torch.tensor(
-        len(y_tr) / (n_cls * np.bincount(y_tr.numpy(), minlength=n_cls).clip(min=1)),
-        dtype=torch.float32,
-    )
-
-    def step(b):
-        return F.cross_entropy(model(x_tr[b]), y_tr[b], weight=w)
-
-    fit(
-        model,
-        step,
-        len(y_tr),
-        lambda: _macro_f1(y_va, model(x_va).argmax(1).numpy())["macro_f1"],
-        epochs=3 if opts.quick else 12,
-        batch_size=64,
-        lr=3e-3,
-        seed=opts.seed,
-        patience=3,
-        budget_s=3 if opts.quick else 40,
-        desc="seed LSTM text",
-    )
-    return model.eval()
-
-
-def _write_search_pipeline(opts: ExportOptions, product_emb: np.ndarray, tok_json: str) -> None:
-    retail, _ = load_retail()
-    _, items, _ = retail_sequences(retail)
-    # --quick embeds only the first products: the catalogue must match the embeddings row for row
-    items = items.iloc[: len(product_emb)]
-    folder = ModelFolder(opts.out, "search")
-    v = folder.version
-    np.save(v / "product_embeddings.npy", product_emb.astype(np.float32))
-    (v / "item_ids.json").write_text(json.dumps(items["StockCode"].tolist()))
-    (v / "item_titles.json").write_text(
-        json.dumps(items["Description"].fillna("").str.strip().tolist())
-    )
-    np.save(v / "item_prices.npy", items["price"].to_numpy(np.float32))
-    (v / "tokenizer.json").write_text(tok_json)
-    folder.write_config(
-        config_toml(
-            "search",
-            [],
-            [],
-            max_batch_size=0,
-            platform="pipeline",
-            parameters={
-                "encoder": "search_encoder",
-                "product_embeddings": "product_embeddings.npy",
-                "item_ids": "item_ids.json",
-                "item_titles": "item_titles.json",
-                "item_prices": "item_prices.npy",
-                "tokenizer": "tokenizer.json",
-                "score": "inner_product",
-            },
-        )
-    )
-    folder.publish()

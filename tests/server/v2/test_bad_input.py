@@ -1,0 +1,274 @@
+"""Every kind of bad input to the V2 API gets a 4xx naming the field, and the requests around
+it are unaffected."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+
+from server.errors import Overloaded
+from tests.server.v2.helpers import assert_error, binary_body, mlp_request
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "needles"),
+    [
+        ("/v2/models/mlp/infer", b"{not json", 400, ["request body"]),
+        ("/v2/models/nope/infer", b"{}", 404, ["nope"]),
+        ("/v2/models/mlp/versions/7/infer", b"{}", 404, ["version 7"]),
+        ("/v2/models/mlp/versions/x/infer", b"{}", 400, ["model_version"]),
+        ("/v2/models/mlp/infer", json.dumps({"inputs": []}).encode(), 400, ["$.inputs"]),
+        (
+            "/v2/models/mlp/infer",
+            json.dumps(
+                {"inputs": [{"name": "features", "shape": [1, 64], "datatype": "FP32"}]}
+            ).encode(),
+            400,
+            ["features", "data"],
+        ),
+        (
+            "/v2/models/mlp/infer",
+            json.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": "features",
+                            "shape": [1, 64],
+                            "datatype": "FP32",
+                            "data": [1] * 64,
+                            "colour": 1,
+                        }
+                    ]
+                }
+            ).encode(),
+            400,
+            ["colour"],
+        ),
+        (
+            "/v2/models/simple/infer",
+            json.dumps(
+                {
+                    "inputs": [
+                        {"name": "INPUT0", "shape": [1, 16], "datatype": "INT64", "data": [1] * 16}
+                    ]
+                }
+            ).encode(),
+            400,
+            ["missing", "INPUT1"],
+        ),
+        (
+            "/v2/models/mlp/infer",
+            json.dumps(
+                {
+                    "inputs": [
+                        mlp_request(1)["inputs"][0],
+                        {"name": "extra", "shape": [1], "datatype": "FP32", "data": [1]},
+                    ]
+                }
+            ).encode(),
+            400,
+            ["unexpected", "extra"],
+        ),
+        (
+            "/v2/models/mlp/infer",
+            json.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": "features",
+                            "shape": [1, 64],
+                            "datatype": "INT64",
+                            "data": [1] * 64,
+                        }
+                    ]
+                }
+            ).encode(),
+            400,
+            ["features", "INT64", "FP32"],
+        ),
+        (
+            "/v2/models/mlp/infer",
+            json.dumps(
+                {
+                    "inputs": [
+                        {"name": "features", "shape": [1, 64], "datatype": "FP32", "data": [1] * 63}
+                    ]
+                }
+            ).encode(),
+            400,
+            ["features", "63"],
+        ),
+        (
+            "/v2/models/mlp/infer",
+            json.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": "features",
+                            "shape": [1, 64],
+                            "datatype": "FP32",
+                            "data": ["a"] * 64,
+                        }
+                    ]
+                }
+            ).encode(),
+            400,
+            ["features"],
+        ),
+        (
+            "/v2/models/mlp/infer",
+            json.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": "features",
+                            "shape": [1, 64],
+                            "datatype": "FLOAT",
+                            "data": [1] * 64,
+                        }
+                    ]
+                }
+            ).encode(),
+            400,
+            ["datatype", "FLOAT"],
+        ),
+        (
+            "/v2/models/simple/infer",
+            json.dumps(
+                {
+                    "inputs": [
+                        {"name": n, "shape": [1, 16], "datatype": "INT64", "data": [0.5] * 16}
+                        for n in ("INPUT0", "INPUT1")
+                    ]
+                }
+            ).encode(),
+            400,
+            ["INPUT0", "non-integer"],
+        ),
+        (
+            "/v2/models/simple/infer",
+            json.dumps(
+                {
+                    "inputs": [
+                        {"name": n, "shape": [65, 16], "datatype": "INT64", "data": [1] * 1040}
+                        for n in ("INPUT0", "INPUT1")
+                    ]
+                }
+            ).encode(),
+            400,
+            ["max_batch_size"],
+        ),
+        (
+            "/v2/models/mlp/infer",
+            json.dumps({**mlp_request(1), "outputs": [{"name": "nope"}]}).encode(),
+            400,
+            ["outputs", "nope"],
+        ),
+        (
+            "/v2/models/mlp/infer",
+            json.dumps({**mlp_request(1), "parameters": {"timeout": -5}}).encode(),
+            400,
+            ["parameters.timeout"],
+        ),
+    ],
+)
+def test_bad_input_is_a_4xx_naming_the_field(client, path, body, status, needles):
+    r = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert_error(r, status, *needles)
+    assert client.post("/v2/models/mlp/infer", json=mlp_request()).status_code == 200  # unaffected
+
+
+def test_binary_header_that_lies(client):
+    header = {
+        "inputs": [
+            {
+                "name": "features",
+                "shape": [1, 64],
+                "datatype": "FP32",
+                "parameters": {"binary_data_size": 256},
+            }
+        ]
+    }
+    body, headers = binary_body(header, [b"\0" * 100])
+    assert_error(
+        client.post("/v2/models/mlp/infer", content=body, headers=headers),
+        400,
+        "binary_data_size",
+        "run past",
+    )
+    body, headers = binary_body(header, [b"\0" * 256])
+    assert_error(
+        client.post(
+            "/v2/models/mlp/infer",
+            content=body,
+            headers={"Inference-Header-Content-Length": "99999"},
+        ),
+        400,
+        "Inference-Header-Content-Length",
+    )
+    header["inputs"][0]["parameters"]["binary_data_size"] = 252
+    body, headers = binary_body(header, [b"\0" * 256])
+    assert_error(client.post("/v2/models/mlp/infer", content=body, headers=headers), 400, "252")
+    bytes_header = {
+        "inputs": [
+            {
+                "name": "text",
+                "shape": [1, 1],
+                "datatype": "BYTES",
+                "parameters": {"binary_data_size": 8},
+            }
+        ]
+    }
+    body, headers = binary_body(bytes_header, [struct.pack("<I", 50) + b"abcd"])
+    assert_error(
+        client.post("/v2/models/identity_bytes/infer", content=body, headers=headers),
+        400,
+        "BYTES element 0",
+    )
+
+
+def test_body_over_limit_is_413(client):
+    r = client.post(
+        "/v2/models/mlp/infer",
+        content=b"x" * (300 * 1024),
+        headers={"content-type": "application/json"},
+    )
+    assert_error(r, 413, "max_body_bytes")
+
+
+def test_deadline_passed_is_504_and_timeout_header_is_checked(client):
+    req = {**mlp_request(1), "parameters": {"timeout": 0}}
+    assert_error(client.post("/v2/models/mlp/infer", json=req), 504, "deadline")
+    r = client.post(
+        "/v2/models/mlp/infer", json=mlp_request(1), headers={"X-Request-Timeout-Ms": "0"}
+    )
+    assert_error(r, 504)
+    r = client.post(
+        "/v2/models/mlp/infer", json=mlp_request(1), headers={"X-Request-Timeout-Ms": "soon"}
+    )
+    assert_error(r, 400, "X-Request-Timeout-Ms")
+    assert (
+        client.post(
+            "/v2/models/mlp/infer", json=mlp_request(1), headers={"X-Request-Timeout-Ms": "5000"}
+        ).status_code
+        == 200
+    )
+
+
+def test_overloaded_is_429_with_retry_after(client, monkeypatch):
+    model = client.app.state.repository.get("mlp")
+
+    def full(env):
+        raise Overloaded("model 'mlp' queue is full (4096 requests)")
+
+    monkeypatch.setattr(model.batcher, "submit", full)
+    r = client.post("/v2/models/mlp/infer", json=mlp_request(1))
+    assert_error(r, 429, "queue is full")
+    assert r.headers["retry-after"] == "1"
+
+
+def test_request_id_is_echoed(client):
+    r = client.post("/v2/models/nope/infer", content=b"{}", headers={"X-Request-Id": "abc123"})
+    assert r.json()["request_id"] == "abc123" and r.headers["x-request-id"] == "abc123"
