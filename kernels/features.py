@@ -292,6 +292,27 @@ def _ints(name: str, a: np.ndarray | list[int], n: int | None = None) -> np.ndar
     return x.astype(np.int64, copy=False)
 
 
+def _spec_and_tables(cs: CompiledSpec, tables: FeatureTables) -> tuple:
+    """The kernel's leading arguments: the compiled spec's arrays, then the tables'."""
+    return (
+        cs.source,
+        cs.column,
+        cs.column2,
+        cs.param,
+        cs.transform,
+        cs.recent_slot,
+        cs.bnd_indptr,
+        cs.bnd_values,
+        cs.n_recent_slots,
+        tables.user_features,
+        tables.item_features,
+        tables.item_category,
+        tables.affinity_indptr,
+        tables.affinity_category,
+        tables.affinity_value,
+    )
+
+
 def assemble_features(
     spec: FeatureSpec,
     tables: FeatureTables,
@@ -336,22 +357,8 @@ def assemble_features(
     if cs.max_item_column >= tables.item_features.shape[1]:
         raise ValueError("spec: an item column is past item_features' columns")
     kernel = _assemble_parallel if shape[0] >= PARALLEL_MIN_CANDIDATES else _assemble_serial
-    status = kernel(
-        cs.source,
-        cs.column,
-        cs.column2,
-        cs.param,
-        cs.transform,
-        cs.recent_slot,
-        cs.bnd_indptr,
-        cs.bnd_values,
-        cs.n_recent_slots,
-        tables.user_features,
-        tables.item_features,
-        tables.item_category,
-        tables.affinity_indptr,
-        tables.affinity_category,
-        tables.affinity_value,
+    status = kernel(  # type: ignore[call-arg]
+        *_spec_and_tables(cs, tables),
         uid.astype(np.int64, copy=False),
         cptr,
         cid.astype(np.int64, copy=False),

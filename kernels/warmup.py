@@ -7,7 +7,13 @@ import time
 import numpy as np
 
 from .feature_spec import Feature, FeatureSpec
-from .features import FeatureTables, _assemble_parallel, _assemble_serial, assemble_features
+from .features import (
+    FeatureTables,
+    _assemble_parallel,
+    _assemble_serial,
+    _spec_and_tables,
+    assemble_features,
+)
 from .items import STORAGE_DTYPES, ItemMatrix
 from .ivf import build_ivf, search_ivf
 from .topk import topk_inner_product
@@ -76,21 +82,7 @@ def warmup() -> float:
     for kernel in (_assemble_serial, _assemble_parallel):
         cs = spec.compiled
         kernel(  # type: ignore[call-arg]
-            cs.source,
-            cs.column,
-            cs.column2,
-            cs.param,
-            cs.transform,
-            cs.recent_slot,
-            cs.bnd_indptr,
-            cs.bnd_values,
-            cs.n_recent_slots,
-            tables.user_features,
-            tables.item_features,
-            tables.item_category,
-            tables.affinity_indptr,
-            tables.affinity_category,
-            tables.affinity_value,
+            *_spec_and_tables(cs, tables),
             *(a.astype(np.int64) for a in args),
             np.array([3.0], np.float32),
             out,

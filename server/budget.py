@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from server.errors import BadRequest, DeadlineExceeded
 
-__all__ = ["Budget", "budget_from"]
+__all__ = ["Budget", "budget_from", "server_timing", "timeout_header_ms"]
 
 
 class Budget:
@@ -40,9 +40,23 @@ class Budget:
             self.stages[name] = self.stages.get(name, 0) + time.monotonic_ns() - t0
 
     def server_timing(self) -> str:
-        parts = [f"{k};dur={v / 1e6:.3f}" for k, v in self.stages.items()]
-        parts.append(f"total;dur={(time.monotonic_ns() - self.arrival_ns) / 1e6:.3f}")
-        return ", ".join(parts)
+        return server_timing({**self.stages, "total": time.monotonic_ns() - self.arrival_ns})
+
+
+def server_timing(stages: dict[str, float]) -> str:
+    """`Server-Timing` value from stage durations in ns."""
+    return ", ".join(f"{k};dur={v / 1e6:.3f}" for k, v in stages.items())
+
+
+def timeout_header_ms(header: str) -> float:
+    """`X-Request-Timeout-Ms` as a number of milliseconds >= 0, or a 400 naming the header."""
+    try:
+        ms = float(header)
+    except ValueError:
+        raise BadRequest(f"X-Request-Timeout-Ms: '{header}' is not a number") from None
+    if not ms >= 0:
+        raise BadRequest("X-Request-Timeout-Ms: must be >= 0")
+    return ms
 
 
 def budget_from(
@@ -52,11 +66,8 @@ def budget_from(
     if body_ms is not None:
         candidates.append(body_ms)
     if header is not None:
-        try:
-            ms = float(header)
-        except ValueError:
-            raise BadRequest(f"X-Request-Timeout-Ms: '{header}' is not a number") from None
-        if not ms > 0:
+        ms = timeout_header_ms(header)
+        if ms == 0:  # a budget of nothing is a client error here; V2 answers it with a 504
             raise BadRequest("X-Request-Timeout-Ms: must be > 0")
         candidates.append(ms)
     return Budget(min(candidates), arrival_ns)

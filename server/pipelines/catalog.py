@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from server.errors import BadRequest
+
 __all__ = ["Catalog"]
 
 
@@ -31,8 +33,6 @@ class Catalog:
         if price_min is None and price_max is None:
             return None
         if price_min is not None and price_max is not None and price_min > price_max:
-            from server.errors import BadRequest
-
             raise BadRequest(
                 f"filters.price_min ({price_min}) is above filters.price_max ({price_max})"
             )

@@ -15,7 +15,6 @@ import numpy as np
 from kernels import FeatureSpec, FeatureTables, ItemMatrix, assemble_features, topk_inner_product
 from server.budget import Budget
 from server.errors import DeadlineExceeded, ModelNotFound, ModelNotReady
-from server.model import LoadedModel
 from server.pipelines.catalog import Catalog
 
 __all__ = ["RecommendPipeline", "Recommendation"]
@@ -59,12 +58,6 @@ class RecommendPipeline:
         self.candidates = int(p.get("candidates", 100))
         self.ranking = _Ranking.load(folder, p) if p.get("feature_spec") else None
 
-    def _model(self, name: str) -> LoadedModel:
-        model = self.repository.get(name)
-        if not isinstance(model, LoadedModel):
-            raise ModelNotReady(f"model '{name}' is not an ONNX model")
-        return model
-
     def _popular(
         self, k: int, mask: np.ndarray | None, exclude: set[int]
     ) -> list[tuple[str, str, float, float]]:
@@ -97,7 +90,7 @@ class RecommendPipeline:
             with budget.stage("popularity"):
                 items = self._popular(k, mask, exclude)
             return Recommendation(items, False, ignored, versions, source="popularity")
-        encoder = self._model(self.encoder_name)
+        encoder = self.repository.get_model(self.encoder_name)
         versions[encoder.name] = str(encoder.version)
         seq = np.asarray(known[-self.max_history :], dtype=np.int64)[None, :]
         budget.check("encode")
@@ -150,7 +143,7 @@ class RecommendPipeline:
             log.warning("recommend: ranker named but no feature_spec in the pipeline folder")
             return None
         try:
-            ranker = self._model(self.ranker_name)
+            ranker = self.repository.get_model(self.ranker_name)
         except (ModelNotFound, ModelNotReady) as exc:
             log.warning(
                 "recommend: ranker unavailable, answering in retrieval order: %s", exc.message

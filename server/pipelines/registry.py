@@ -21,17 +21,13 @@ class PipelineRegistry:
     def __init__(self, repository: ModelRepository, models: dict[str, str]) -> None:
         self.repository = repository
         self.models = models  # endpoint role -> model name
-        self._built: dict[tuple[str, int, int], Any] = {}
+        self._built: dict[tuple[str, int], Any] = {}
 
     def _model(self, role: str) -> LoadedModel:
-        name = self.models[role]
-        model = self.repository.get(name)
-        if not isinstance(model, LoadedModel):
-            raise ModelNotReady(f"model '{name}' for {role} is not an ONNX model")
-        return model
+        return self.repository.get_model(self.models[role])
 
     def _cached(self, role: str, model: LoadedModel, build: Any) -> Any:
-        key = (role, model.version, id(model))
+        key = (role, id(model))  # a reload swaps in a new LoadedModel object
         pipeline = self._built.get(key)
         if pipeline is None:
             folder = self.repository.root / model.name / str(model.version)

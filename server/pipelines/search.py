@@ -10,7 +10,6 @@ import numpy as np
 
 from kernels import ItemMatrix, topk_inner_product
 from server.budget import Budget
-from server.errors import ModelNotReady
 from server.model import LoadedModel
 from server.pipelines.catalog import Catalog
 from server.pipelines.text import TextEncoder
@@ -40,10 +39,7 @@ class SearchPipeline:
         )
 
     def encoder(self) -> LoadedModel:
-        model = self.repository.get(self.encoder_name)
-        if not isinstance(model, LoadedModel):
-            raise ModelNotReady(f"search encoder '{self.encoder_name}' is not an ONNX model")
-        return model
+        return self.repository.get_model(self.encoder_name)
 
     async def search(
         self, query: str, k: int, price_min: float | None, price_max: float | None, budget: Budget

@@ -129,6 +129,13 @@ class ModelRepository:
             raise ModelNotReady(f"model '{name}' is {entry.state.lower()}")
         raise ModelNotFound(f"unknown version {v} of model '{name}'")
 
+    def get_model(self, name: str, version: str | int | None = None) -> LoadedModel:
+        """Like `get`, for callers that need an ONNX model (pipelines): 503 when `name` is not one."""
+        served = self.get(name, version)
+        if not isinstance(served, LoadedModel):
+            raise ModelNotReady(f"model '{name}' is not an ONNX model")
+        return served
+
     def ready_models(self) -> list[Any]:
         return [m for e in self.entries.values() if e.ready for m in e.versions.values()]
 

@@ -13,6 +13,7 @@ from litestar.params import FromPath
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from server import __version__
+from server.budget import server_timing, timeout_header_ms
 from server.errors import BadRequest, ModelNotFound, ModelNotReady
 from server.model import LoadedModel
 from server.repository.config import triton_config
@@ -20,7 +21,7 @@ from server.repository.repository import ModelRepository
 from server.responses import request_id_of
 from server.v2.codec import decode_infer_request, decode_inputs, encode_infer_response
 
-__all__ = ["V2_ROUTES", "server_timing"]
+__all__ = ["V2_ROUTES"]
 
 _encoder = msgspec.json.Encoder()
 EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics", "model_configuration"]
@@ -37,11 +38,6 @@ def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) ->
 
 def _repo(request: Request) -> ModelRepository:
     return request.app.state.repository
-
-
-def server_timing(stages: dict[str, float]) -> str:
-    """`Server-Timing` value from stage durations in ns."""
-    return ", ".join(f"{k};dur={v / 1e6:.3f}" for k, v in stages.items())
 
 
 def _model(request: Request, name: str, version: str | None) -> LoadedModel:
@@ -148,13 +144,7 @@ def _timeout_us(request: Request, params: dict[str, Any]) -> int | None:
         given.append(t)
     header = request.headers.get("x-request-timeout-ms")
     if header is not None:
-        try:
-            ms = float(header)
-        except ValueError:
-            raise BadRequest(f"X-Request-Timeout-Ms: '{header}' is not a number") from None
-        if not ms >= 0:
-            raise BadRequest("X-Request-Timeout-Ms: must be >= 0")
-        given.append(int(ms * 1000))
+        given.append(int(timeout_header_ms(header) * 1000))
     return min(given) if given else None
 
 
