@@ -1,5 +1,5 @@
 """Offline: data -> teacher -> student (distil) -> ONNX -> quantize -> validate -> model card.
 
 Never imported by `server`; it may import `kernels` and the repository schema
-(`server.repository.config`).
+(`server.contract.model_config`).
 """

@@ -453,7 +453,7 @@ def _add_to_recommend(
     opts: ExportOptions, spec, tables, data: RecData, n_cat: int, k_cand: int
 ) -> None:
     """Republish `recommend` with the ranker's feature tables and spec (the pipeline assembles features)."""
-    from server.repository.config import load_config
+    from server.contract.model_config import load_config
 
     src = opts.out / "recommend"
     folder = ModelFolder(opts.out, "recommend")

@@ -1,4 +1,5 @@
-"""Writing one model folder of the repository: `config.toml`, `1/model.onnx`, artifacts, cards.
+"""Writing one folder of the repository: a model (`config.toml`, `1/model.onnx`, its artifacts,
+the card) or a pipeline (`pipeline.toml`, `1/` with its artifacts).
 
 A model is built in `DIR/.staging/<name>/` and moved into `DIR/<name>/` only when its gates pass
 (or `--allow-regression`), so a server watching `DIR` never sees a half-written or regressed
@@ -13,100 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.repository.config import decode_config
+from server.contract.model_config import CONFIG_FILE, ModelConfig, decode_config, encode_config
+from server.contract.pipelines import PIPELINE_FILE, PipelineSpec, encode_pipeline_spec
 
-__all__ = ["Tensor", "ModelFolder", "config_toml", "is_done", "staging_dir"]
+__all__ = ["ModelFolder", "is_done", "staging_dir"]
 
 STAGING = ".staging"
 CACHE = ".export-cache"
-
-
-@dataclass(frozen=True)
-class Tensor:
-    name: str
-    data_type: str
-    dims: list[int]
-    pad_value: int | float | None = None
-
-
-def _value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)  # a JSON string of printable text is a valid TOML basic string
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
-def config_toml(
-    name: str,
-    inputs: list[Tensor],
-    outputs: list[Tensor],
-    max_batch_size: int,
-    preferred_batch_size: list[int] | None = None,
-    max_queue_delay_us: int = 500,
-    default_timeout_us: int = 100_000,
-    platform: str = "onnxruntime_onnx",
-    parameters: dict[str, Any] | None = None,
-    warmup_dynamic_dim: int | None = None,
-) -> str:
-    """The config.toml text; decoded with the server's own schema before it is returned."""
-    out = [
-        f"name = {_value(name)}",
-        f"platform = {_value(platform)}",
-        f"max_batch_size = {max_batch_size}",
-        "",
-    ]
-    for kind, tensors in (("input", inputs), ("output", outputs)):
-        for t in tensors:
-            out += [
-                f"[[{kind}]]",
-                f"name = {_value(t.name)}",
-                f"data_type = {_value(t.data_type)}",
-                f"dims = {_value(t.dims)}",
-            ]
-            if t.pad_value is not None:
-                out.append(f"pad_value = {_value(t.pad_value)}")
-            out.append("")
-    if max_batch_size > 0 and platform == "onnxruntime_onnx":
-        preferred = [p for p in (preferred_batch_size or []) if p <= max_batch_size]
-        out += [
-            "[dynamic_batching]",
-            f"max_queue_delay_microseconds = {max_queue_delay_us}",
-            f"preferred_batch_size = {_value(preferred)}",
-            "",
-            "[dynamic_batching.default_queue_policy]",
-            "max_queue_size = 4096",
-            f"default_timeout_microseconds = {default_timeout_us}",
-            "allow_timeout_override = true",
-            "",
-        ]
-    if platform == "onnxruntime_onnx":
-        out += [
-            "[[instance_group]]",
-            "count = 1",
-            'kind = "KIND_AUTO"',
-            "",
-            "[optimization]",
-            'graph_level = "all"',
-            "intra_op_threads = 1",
-            "",
-        ]
-        if warmup_dynamic_dim is not None:
-            out += ["[model_warmup]", f"dynamic_dim = {warmup_dynamic_dim}", ""]
-    out += ["[version_policy]", "latest = { num_versions = 1 }", ""]
-    if parameters:
-        out.append("[parameters]")
-        out += [f"{k} = {_value(v)}" for k, v in parameters.items()]
-        out.append("")
-    text = "\n".join(out)
-    decode_config(text)  # the server's contract: fail here, not at load time
-    return text
 
 
 def staging_dir(out: Path, name: str) -> Path:
@@ -118,8 +32,11 @@ def staging_dir(out: Path, name: str) -> Path:
 
 
 def is_done(out: Path, names: list[str]) -> bool:
+    """Every named folder published: a model with its config and card, or a pipeline."""
     return all(
-        (out / n / "config.toml").exists() and (out / n / "card.json").exists() for n in names
+        ((out / n / CONFIG_FILE).exists() and (out / n / "card.json").exists())
+        or (out / n / PIPELINE_FILE).exists()
+        for n in names
     )
 
 
@@ -138,8 +55,15 @@ class ModelFolder:
     def version(self) -> Path:
         return self.dir / "1"
 
-    def write_config(self, text: str) -> None:
-        (self.dir / "config.toml").write_text(text)
+    def write_config(self, config: ModelConfig) -> None:
+        """`config.toml`, checked by decoding it with the server's own schema."""
+        text = encode_config(config)
+        decode_config(text)
+        (self.dir / CONFIG_FILE).write_bytes(text)
+
+    def write_pipeline(self, spec: PipelineSpec) -> None:
+        """`pipeline.toml`: this folder is a shop pipeline, not a model."""
+        (self.dir / PIPELINE_FILE).write_bytes(encode_pipeline_spec(self.name, spec))
 
     def write_json(self, rel: str, obj: Any) -> None:
         (self.dir / rel).write_text(json.dumps(obj, indent=2) + "\n")

@@ -14,11 +14,11 @@ from server import __version__
 from server.metrics import Metrics
 from server.pipelines.loader import PipelineLoader
 from server.pipelines.registry import PipelineRegistry
-from server.repository.repository import ModelRepository, PlatformLoader
-from server.responses import exception_handlers
+from server.engine.repository import ModelRepository, PlatformLoader
+from server.http.responses import exception_handlers
 from server.settings import Settings
-from server.v1.routes import V1_ROUTES
-from server.v2.routes import V2_ROUTES
+from server.http.v1 import V1_ROUTES
+from server.http.v2 import V2_ROUTES
 
 __all__ = ["create_app"]
 

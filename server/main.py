@@ -64,7 +64,7 @@ def run(
     app = create_app(settings)
     http: Any = settings.http
     if http == "httptools":
-        from server.http_protocol import OneWriteHttpToolsProtocol
+        from server.http.protocol import OneWriteHttpToolsProtocol
 
         http = OneWriteHttpToolsProtocol
     config = uvicorn.Config(

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from server.budget import Budget
-from server.model import LoadedModel
+from server.engine.model import LoadedModel
 from server.pipelines.text import TextEncoder
 
 __all__ = ["ClassifyPipeline"]

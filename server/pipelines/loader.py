@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from server.repository.config import ModelConfig
+from server.contract.model_config import ModelConfig
 from server.runtime.session import ModelLoadError
 
 __all__ = ["PipelineLoader"]

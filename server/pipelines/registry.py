@@ -7,12 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from server.errors import ModelNotReady
-from server.model import LoadedModel
+from server.engine.model import LoadedModel
 from server.pipelines.classify import ClassifyPipeline
 from server.pipelines.recommend import RecommendPipeline
 from server.pipelines.score import ScorePipeline
 from server.pipelines.search import SearchPipeline
-from server.repository.repository import ModelRepository
+from server.engine.repository import ModelRepository
 
 __all__ = ["PipelineRegistry"]
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from server.budget import Budget
 from server.errors import BadRequest
-from server.model import LoadedModel
+from server.engine.model import LoadedModel
 
 __all__ = ["ScorePipeline", "ScoreResult"]
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from kernels import ItemMatrix, topk_inner_product
 from server.budget import Budget
-from server.model import LoadedModel
+from server.engine.model import LoadedModel
 from server.pipelines.catalog import Catalog
 from server.pipelines.text import TextEncoder
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from server.dtypes import ONNX_TO_CONFIG
-from server.repository.config import ModelConfig, TensorConfig
+from server.contract.dtypes import ONNX_TO_CONFIG
+from server.contract.model_config import ModelConfig, TensorConfig
 from server.runtime.providers import providers_for
 
 __all__ = ["ModelLoadError", "OrtModel"]
@@ -167,7 +167,7 @@ class OrtModel:
 
     def sample_inputs(self, rows: int, dynamic_dim: int) -> dict[str, np.ndarray]:
         """Inputs of the right dtypes and shapes (pad values; dynamic dims at `dynamic_dim`)."""
-        from server.dtypes import V2_TO_NUMPY
+        from server.contract.dtypes import V2_TO_NUMPY
 
         out = {}
         for t in self.config.input:

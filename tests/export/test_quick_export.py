@@ -13,7 +13,7 @@ from export import onnx_tools
 from export.card import Card, GateError, Row, Rule, check_gates
 from export.options import ExportOptions, finish
 from export.repository import ModelFolder
-from server.repository.config import load_config
+from server.contract.model_config import load_config
 
 SERVED = [
     "risk",

@@ -9,7 +9,7 @@ import torch
 
 from export import onnx_tools
 from export.cli import main
-from server.repository.config import load_config
+from server.contract.model_config import load_config
 from tests.export.toy_models import make_mlp
 
 

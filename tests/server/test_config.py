@@ -1,7 +1,7 @@
 import msgspec
 import pytest
 
-from server.repository.config import decode_config, triton_config
+from server.contract.model_config import decode_config, triton_config
 
 GOOD = """
 name = "ranker"

@@ -1,4 +1,4 @@
-from server.http_protocol import _CoalescingTransport
+from server.http.protocol import _CoalescingTransport
 
 
 class _Recorder:

@@ -3,7 +3,7 @@
 import asyncio
 from pathlib import Path
 
-from server.repository.repository import ModelRepository
+from server.engine.repository import ModelRepository
 
 
 def _load(root: Path) -> tuple[ModelRepository, list[dict]]:

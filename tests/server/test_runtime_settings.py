@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.repository.config import decode_config
+from server.contract.model_config import decode_config
 from server.runtime.session import ModelLoadError, OrtModel
 from server.settings import load_settings
 

@@ -13,24 +13,28 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from server.dtypes import CONFIG_TO_V2
+from server.contract.dtypes import CONFIG_TO_V2
 
 __all__ = [
     "BATCH_CAP",
+    "CONFIG_FILE",
     "DataType",
     "DynamicBatching",
     "InstanceGroup",
     "ModelConfig",
     "ModelWarmup",
+    "Name",
     "Optimization",
     "QueuePolicy",
     "TensorConfig",
     "VersionPolicy",
     "decode_config",
+    "encode_config",
     "load_config",
     "triton_config",
 ]
 
+CONFIG_FILE = "config.toml"
 BATCH_CAP = 1 << 20  # sanity bound on max_batch_size: rows of one batch
 
 DataType = Literal[
@@ -146,7 +150,7 @@ class ModelWarmup(_Base, frozen=True):
 
 class ModelConfig(_Base, frozen=True):
     name: Name
-    platform: Literal["onnxruntime_onnx", "pipeline"] = "onnxruntime_onnx"
+    platform: Literal["onnxruntime_onnx"] = "onnxruntime_onnx"
     max_batch_size: Annotated[int, Meta(ge=0, le=BATCH_CAP)] = 0
     input: list[TensorConfig] = []
     output: list[TensorConfig] = []
@@ -156,11 +160,12 @@ class ModelConfig(_Base, frozen=True):
     version_policy: VersionPolicy = VersionPolicy()
     default_model_filename: Annotated[str, Meta(min_length=1)] = "model.onnx"
     model_warmup: ModelWarmup = ModelWarmup()
-    # Triton's `parameters`: free-form settings, used by pipelines to name models and artifacts
-    parameters: dict[str, Any] = {}
+    # Triton's `parameters` (string values): notes for operators, shown by `/config`; the server
+    # never reads behaviour from them (pipelines have typed specs: server/contract/pipelines.py)
+    parameters: dict[str, str] = {}
 
     def __post_init__(self) -> None:
-        if self.platform == "onnxruntime_onnx" and not self.input:
+        if not self.input:
             raise ValueError("an onnxruntime_onnx model needs at least one [[input]]")
         for kind, tensors in (("input", self.input), ("output", self.output)):
             names = [t.name for t in tensors]
@@ -190,6 +195,11 @@ class ModelConfig(_Base, frozen=True):
         return self.dynamic_batching.default_queue_policy
 
 
+def encode_config(config: ModelConfig) -> bytes:
+    """TOML text of a config (export writes with this; needs `tomli-w`, in the export extra)."""
+    return msgspec.toml.encode(config)
+
+
 def decode_config(text: str | bytes) -> ModelConfig:
     """Decode TOML text; raises msgspec.ValidationError / DecodeError naming the field."""
     return msgspec.toml.decode(text, type=ModelConfig)
@@ -208,7 +218,7 @@ def triton_config(config: ModelConfig) -> dict[str, Any]:
     out: dict[str, Any] = {
         "name": config.name,
         "platform": config.platform,
-        "backend": "onnxruntime" if config.platform == "onnxruntime_onnx" else "",
+        "backend": "onnxruntime",
         "max_batch_size": config.max_batch_size,
         "input": [tensor(t) for t in config.input],
         "output": [tensor(t) for t in config.output],
@@ -222,7 +232,7 @@ def triton_config(config: ModelConfig) -> dict[str, Any]:
         "default_model_filename": config.default_model_filename,
         "version_policy": msgspec.to_builtins(config.version_policy)
         or {"latest": {"num_versions": 1}},
-        "parameters": {k: {"string_value": str(v)} for k, v in config.parameters.items()},
+        "parameters": {k: {"string_value": v} for k, v in config.parameters.items()},
     }
     db = config.dynamic_batching
     if db is not None:

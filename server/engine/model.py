@@ -13,10 +13,10 @@ from server.batching.batcher import Batcher, BatchPolicy
 from server.batching.envelope import BatchResult, Envelope
 from server.batching.latency import LatencyModel
 from server.metrics import Metrics
-from server.repository.config import ModelConfig
+from server.contract.model_config import ModelConfig
 from server.runtime.session import OrtModel
-from server.stats import ModelStats
-from server.validation import check_inputs
+from server.engine.stats import ModelStats
+from server.engine.validation import check_inputs
 
 __all__ = ["LoadedModel", "deadline_for"]
 

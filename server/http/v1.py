@@ -12,8 +12,8 @@ from litestar import Request, Response, post
 from server.budget import Budget, budget_from
 from server.errors import bad_request_from_decode
 from server.pipelines.registry import PipelineRegistry
-from server.responses import request_id_of
-from server.v1.schemas import (
+from server.http.responses import request_id_of
+from server.schemas.v1 import (
     ClassifyRequest,
     ClassifyResponse,
     ClassifyResult,

@@ -15,11 +15,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from server import __version__
 from server.budget import server_timing, timeout_header_ms
 from server.errors import BadRequest, ModelNotFound, ModelNotReady
-from server.model import LoadedModel
-from server.repository.config import triton_config
-from server.repository.repository import ModelRepository
-from server.responses import request_id_of
-from server.v2.codec import decode_infer_request, decode_inputs, encode_infer_response
+from server.engine.model import LoadedModel
+from server.contract.model_config import triton_config
+from server.engine.repository import ModelRepository
+from server.http.responses import request_id_of
+from server.http.v2_codec import decode_infer_request, decode_inputs, encode_infer_response
 
 __all__ = ["V2_ROUTES"]
 

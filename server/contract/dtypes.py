@@ -9,7 +9,6 @@ import numpy as np
 
 __all__ = [
     "CONFIG_TO_V2",
-    "V2_TO_CONFIG",
     "V2_TO_NUMPY",
     "ONNX_TO_CONFIG",
     "numpy_to_v2",
@@ -32,7 +31,6 @@ CONFIG_TO_V2: dict[str, str] = {
     "TYPE_FP64": "FP64",
     "TYPE_STRING": "BYTES",
 }
-V2_TO_CONFIG: dict[str, str] = {v: k for k, v in CONFIG_TO_V2.items()}
 
 # BYTES tensors are numpy object arrays of `bytes`.
 V2_TO_NUMPY: dict[str, np.dtype] = {

@@ -11,9 +11,9 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from server.dtypes import V2_TO_NUMPY, numpy_to_v2, v2_itemsize
+from server.contract.dtypes import V2_TO_NUMPY, numpy_to_v2, v2_itemsize
 from server.errors import BadRequest, bad_request_from_decode
-from server.v2.schemas import InferRequest, InferRequestInput, infer_request_decoder
+from server.schemas.v2 import InferRequest, InferRequestInput, infer_request_decoder
 
 __all__ = [
     "decode_infer_request",

@@ -17,8 +17,8 @@ import msgspec
 
 from server.errors import BadRequest, ModelNotFound, ModelNotReady
 from server.metrics import Metrics
-from server.model import LoadedModel
-from server.repository.config import ModelConfig, load_config
+from server.engine.model import LoadedModel
+from server.contract.model_config import ModelConfig, load_config
 from server.runtime.session import ModelLoadError, OrtModel
 
 __all__ = ["ModelEntry", "ModelRepository", "PlatformLoader"]

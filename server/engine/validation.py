@@ -7,9 +7,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from server.dtypes import V2_TO_NUMPY
+from server.contract.dtypes import V2_TO_NUMPY
 from server.errors import BadRequest
-from server.repository.config import ModelConfig
+from server.contract.model_config import ModelConfig
 
 __all__ = ["check_inputs"]
 
@@ -69,7 +69,7 @@ def check_inputs(
 
 
 def _v2(dtype: np.dtype) -> str:
-    from server.dtypes import numpy_to_v2
+    from server.contract.dtypes import numpy_to_v2
 
     try:
         return numpy_to_v2(dtype)

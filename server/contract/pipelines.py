@@ -1,0 +1,198 @@
+"""The shop pipelines' specs: `<repository>/<name>/pipeline.toml`, one tagged Struct per kind.
+
+A pipeline folder holds `pipeline.toml` and numeric version folders with its artifacts, like a
+model folder holds `config.toml`. Export builds these Structs and writes them with
+`msgspec.toml.encode` (defaults are omitted: TOML has no null); the server decodes them with
+`decode_pipeline_spec`. Every field that names a file is an `Artifact`: a plain relative name
+checked to stay inside the version folder it is read from.
+
+Artifacts that belong to a model version (the ranker's feature tables, the risk model's
+preprocessing, a classifier's labels) live in that model's version folder, so a model reload
+and its artifacts can never disagree; the pipeline is rebuilt when such a model changes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from server.contract.model_config import Name
+
+__all__ = [
+    "PIPELINE_FILE",
+    "Artifact",
+    "CatalogFiles",
+    "ClassifyHead",
+    "ClassifySpec",
+    "FeatureTableFiles",
+    "PipelineSpec",
+    "RankingSpec",
+    "RecommendSpec",
+    "ScorePreprocessing",
+    "ScoreSpec",
+    "SearchSpec",
+    "artifact_path",
+    "decode_pipeline_spec",
+    "encode_pipeline_spec",
+    "load_pipeline_spec",
+]
+
+PIPELINE_FILE = "pipeline.toml"
+
+Artifact = Annotated[
+    str, Meta(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
+]
+"""A file name relative to a version folder (sub-folders allowed, `..` refused by `artifact_path`)."""
+
+Tokens = Annotated[int, Meta(ge=1, le=8192)]
+
+
+class _Spec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+class _Kind(_Spec, frozen=True, tag_field="kind"):
+    """A pipeline spec: TOML's `[spec]` table names its `kind`."""
+
+
+def artifact_path(folder: Path, name: str) -> Path:
+    """`folder / name`, refusing absolute names and any that leave `folder`."""
+    rel = PurePosixPath(name)
+    if rel.is_absolute() or ".." in rel.parts or name.startswith(("/", "\\")):
+        raise ValueError(f"artifact '{name}' must be a relative name inside {folder.name}/")
+    path = (folder / rel).resolve()
+    if not path.is_relative_to(folder.resolve()):
+        raise ValueError(f"artifact '{name}' resolves outside {folder.name}/")
+    return path
+
+
+class CatalogFiles(_Spec, frozen=True):
+    """The product catalogue a retrieval pipeline answers with (rows aligned with its embeddings)."""
+
+    item_ids: Artifact = "item_ids.json"  # JSON list of str
+    item_titles: Artifact = "item_titles.json"  # JSON list of str
+    item_prices: Artifact = "item_prices.npy"  # float32 [n_items]
+
+
+class SearchSpec(_Kind, frozen=True, tag="search"):
+    """query -> tokens -> `encoder` -> top-k inner product over `product_embeddings`."""
+
+    encoder: Name
+    product_embeddings: Artifact = "product_embeddings.npy"  # float32 [n_items, dim], unit rows
+    catalog: CatalogFiles = CatalogFiles()
+    tokenizer: Artifact = "tokenizer.json"
+    max_tokens: Tokens = 64
+
+
+class FeatureTableFiles(_Spec, frozen=True):
+    """`kernels.FeatureTables`, field by field (names, not the order of a list)."""
+
+    user_features: Artifact = "user_features.npy"
+    item_features: Artifact = "item_features.npy"
+    item_category: Artifact = "item_category.npy"
+    affinity_indptr: Artifact = "affinity_indptr.npy"
+    affinity_category: Artifact = "affinity_category.npy"
+    affinity_value: Artifact = "affinity_value.npy"
+
+
+class RankingSpec(_Spec, frozen=True):
+    """The ranker stage. Its files are read from the ranker model's served version folder."""
+
+    model: Name
+    feature_spec: Artifact = "features.json"
+    tables: FeatureTableFiles = FeatureTableFiles()
+    user_ids: Artifact = "user_ids.json"  # JSON list; row u + 1 is user_ids[u], row 0 unknown
+    unknown_user_row: Annotated[int, Meta(ge=0)] = 0
+    candidates: Annotated[int, Meta(ge=1, le=1000)] = 100
+    recent_items: Annotated[int, Meta(ge=1, le=1000)] = 50
+    recent_age_step_s: Annotated[float, Meta(gt=0)] = 86400.0
+
+
+class RecommendSpec(_Kind, frozen=True, tag="recommend"):
+    """history -> `query_encoder` -> candidates over `item_embeddings` -> `ranking` -> top k."""
+
+    query_encoder: Name
+    item_embeddings: Artifact = "item_embeddings.npy"  # float32 [n_items, dim]
+    popularity: Artifact = "popularity.npy"  # float [n_items]: the cold-start order
+    catalog: CatalogFiles = CatalogFiles()
+    max_history: Annotated[int, Meta(ge=1, le=1000)] = 50
+    ranking: RankingSpec | None = None
+
+
+class ClassifyHead(_Spec, frozen=True):
+    """One `task` of /v1/classify: a model whose output `logits` has one column per label."""
+
+    task: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")]
+    model: Name
+    labels: Annotated[list[Annotated[str, Meta(min_length=1)]], Meta(min_length=2)]
+
+
+class ClassifySpec(_Kind, frozen=True, tag="classify"):
+    heads: Annotated[list[ClassifyHead], Meta(min_length=1)]
+    tokenizer: Artifact = "tokenizer.json"
+    max_tokens: Tokens = 128
+
+    def __post_init__(self) -> None:
+        tasks = [h.task for h in self.heads]
+        if len(tasks) != len(set(tasks)):
+            raise ValueError(f"duplicate classify tasks in {tasks}")
+
+
+class ScoreSpec(_Kind, frozen=True, tag="score"):
+    """session -> features (`preprocess`, read from the model's version folder) -> `model`."""
+
+    model: Name
+    preprocess: Artifact = "preprocess.json"  # a ScorePreprocessing
+    threshold: Annotated[float, Meta(ge=0, le=1)] = 0.5
+
+
+class ScorePreprocessing(_Spec, frozen=True):
+    """`preprocess.json` of a score model: how a session becomes its two input tensors."""
+
+    numeric: list[str]
+    log1p: list[str]
+    mean: list[float]
+    std: list[float]
+    categorical: list[str]
+    vocab: dict[str, list[str]]
+    bias: float
+    contributions: list[str]  # output column names of `contributions`, in order
+
+    def __post_init__(self) -> None:
+        if not (len(self.numeric) == len(self.mean) == len(self.std)):
+            raise ValueError("numeric, mean and std differ in length")
+        if set(self.log1p) - set(self.numeric):
+            extra = sorted(set(self.log1p) - set(self.numeric))
+            raise ValueError(f"log1p names non-numeric columns {extra}")
+        missing = [c for c in self.categorical if c not in self.vocab]
+        if missing:
+            raise ValueError(f"vocab lacks categorical column(s) {missing}")
+        if len(self.contributions) != len(self.numeric) + len(self.categorical):
+            raise ValueError("contributions must name every numeric and categorical column")
+
+
+PipelineSpec = SearchSpec | RecommendSpec | ClassifySpec | ScoreSpec
+
+
+class _File(_Spec, frozen=True):
+    """What `pipeline.toml` holds: the pipeline's name (= folder) and its spec, tagged by kind."""
+
+    name: Name
+    spec: PipelineSpec
+
+
+def encode_pipeline_spec(name: str, spec: PipelineSpec) -> bytes:
+    return msgspec.toml.encode(_File(name=name, spec=spec))
+
+
+def decode_pipeline_spec(text: str | bytes) -> tuple[str, PipelineSpec]:
+    """(name, spec); raises msgspec.ValidationError / DecodeError naming the field."""
+    f = msgspec.toml.decode(text, type=_File)
+    return f.name, f.spec
+
+
+def load_pipeline_spec(path: Path) -> tuple[str, PipelineSpec]:
+    return decode_pipeline_spec(path.read_bytes())

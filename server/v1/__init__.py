@@ -1,1 +1,0 @@
-"""Shop endpoints under /v1: recommend, search, classify, score."""
