@@ -1,24 +1,30 @@
-"""The Litestar application: routes, the one error mapping, and a lifespan that builds the model
-repository (kept on `app.state`), loads it, and drains it on shutdown."""
+"""The Litestar application: routes, the one error mapping, the app-scoped dependencies (given
+through `Provide`, cached: injection does no per-request work), and a lifespan that loads the
+models, then the pipelines over them, and drains everything on shutdown."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from server import __version__
-from server.metrics import Metrics
-from server.pipelines.loader import PipelineLoader
-from server.pipelines.registry import PipelineRegistry
-from server.engine.repository import ModelRepository, PlatformLoader
+from server.engine.repository import ModelRepository
+from server.http.counting import ResponseCounter
 from server.http.responses import exception_handlers
-from server.settings import Settings
 from server.http.v1 import V1_ROUTES
 from server.http.v2 import V2_ROUTES
+from server.http.v2_repository import V2_REPOSITORY_ROUTES
+from server.metrics import Metrics
+from server.pipelines.base import ModelSource
+from server.pipelines.registry import PipelineRegistry
+from server.settings import Settings
 
 __all__ = ["create_app"]
 
@@ -28,55 +34,66 @@ log = logging.getLogger("shopserve.app")
 def create_app(
     settings: Settings,
     *,
-    platform_loaders: dict[str, PlatformLoader] | None = None,
+    models: ModelSource | None = None,
     extra_routes: list | None = None,
 ) -> Litestar:
+    """The app over `settings.model_repository`. `models` replaces the engine as the pipelines'
+    model source (tests give a fake one, so /v1 runs without trained weights)."""
     metrics = Metrics()
+    repository = ModelRepository(
+        settings.repository_path,
+        metrics=metrics,
+        device_setting=settings.device,
+        graceful_timeout_s=settings.graceful_timeout_s,
+    )
+    pipelines = PipelineRegistry(settings.repository_path, models or repository)
+    repository.listeners.append(pipelines.model_changed)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        repo = ModelRepository(
-            settings.repository_path,
-            metrics=metrics,
-            device_setting=settings.device,
-            platform_loaders={"pipeline": PipelineLoader(), **(platform_loaders or {})},
-        )
-        repo.graceful_timeout_s = settings.graceful_timeout_s
-        app.state.repository = repo
-        app.state.pipelines = PipelineRegistry(repo, dict(settings.pipeline_models))
-        if settings.model_control_mode == "explicit":
-            await repo.load_all(list(settings.load_models))
-        else:
-            await repo.load_all()
-        broken = [r for r in repo.index() if r["state"] != "READY"]
-        for r in broken:
-            log.error("model %s %s not ready: %s", r["name"], r["version"], r["reason"])
+        await _load(settings, repository, pipelines)
         app.state.started = True
-        log.info(
-            "serving %d model(s) from %s",
-            len(repo.ready_models()),
-            settings.repository_path,
-        )
         try:
             yield
         finally:
             app.state.draining = True
-            await repo.close()
+            await repository.close()
             log.info("drained")
 
-    return _build(settings, metrics, lifespan, extra_routes)
-
-
-def _build(settings: Settings, metrics: Metrics, lifespan, extra_routes) -> Litestar:  # type: ignore[no-untyped-def]
-    from litestar.datastructures import State
-
+    values: dict[str, Any] = {
+        "settings": settings,
+        "metrics": metrics,
+        "repository": repository,
+        "pipelines": pipelines,
+    }
     return Litestar(
-        route_handlers=[*V2_ROUTES, *V1_ROUTES, *(extra_routes or [])],
+        route_handlers=[*V2_ROUTES, *V2_REPOSITORY_ROUTES, *V1_ROUTES, *(extra_routes or [])],
+        dependencies={k: _provide(v) for k, v in values.items()},
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
+        before_send=[ResponseCounter(metrics)],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="shopserve", version=__version__, path="/docs"),
-        state=State(
-            {"settings": settings, "metrics": metrics, "started": False, "draining": False}
-        ),
+        state=State({**values, "started": False, "draining": False}),
+    )
+
+
+def _provide(value: Any) -> Provide:
+    return Provide(lambda: value, use_cache=True, sync_to_thread=False)
+
+
+async def _load(
+    settings: Settings, repository: ModelRepository, pipelines: PipelineRegistry
+) -> None:
+    names = list(settings.load_models) if settings.model_control_mode == "explicit" else None
+    await repository.load_all(names)
+    for r in repository.index():
+        if r["state"] != "READY":
+            log.error("model %s %s not ready: %s", r["name"], r["version"], r["reason"])
+    await pipelines.load_all()
+    log.info(
+        "serving %d model(s) and %d pipeline(s) from %s",
+        len(repository.ready_models()),
+        len(pipelines.ready()),
+        settings.repository_path,
     )

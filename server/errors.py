@@ -6,7 +6,12 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "BY_STATUS",
     "BadRequest",
+    "ClientDisconnected",
+    "ModelLoadError",
+    "MethodNotAllowed",
+    "UnsupportedMediaType",
     "bad_request_from_decode",
     "DeadlineExceeded",
     "InferenceFailed",
@@ -36,14 +41,32 @@ class BadRequest(ShopserveError):
     code = "invalid_input"
 
 
+class ModelLoadError(ShopserveError):
+    """A model or pipeline that cannot be served: the message names the file and field. Kept
+    on the repository entry (index, log); a load requested through the API answers it as 400."""
+
+    status_code = 400
+    code = "load_failed"
+
+
 class ModelNotFound(ShopserveError):
     status_code = 404
     code = "not_found"
 
 
+class MethodNotAllowed(ShopserveError):
+    status_code = 405
+    code = "method_not_allowed"
+
+
 class PayloadTooLarge(ShopserveError):
     status_code = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(ShopserveError):
+    status_code = 415
+    code = "unsupported_media_type"
 
 
 class Overloaded(ShopserveError):
@@ -52,6 +75,13 @@ class Overloaded(ShopserveError):
 
     def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
         super().__init__(message, headers={"Retry-After": str(max(1, retry_after_s))})
+
+
+class ClientDisconnected(ShopserveError):
+    """The client went away before its answer (nginx's 499); nobody reads the body."""
+
+    status_code = 499
+    code = "client_disconnected"
 
 
 class InternalError(ShopserveError):
@@ -74,6 +104,24 @@ class ModelNotReady(ShopserveError):
 class DeadlineExceeded(ShopserveError):
     status_code = 504
     code = "deadline_exceeded"
+
+
+BY_STATUS: dict[int, type[ShopserveError]] = {
+    cls.status_code: cls
+    for cls in (
+        BadRequest,
+        ModelNotFound,
+        MethodNotAllowed,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        Overloaded,
+        ClientDisconnected,
+        InternalError,
+        ModelNotReady,
+        DeadlineExceeded,
+    )
+}
+"""Litestar's own HTTP errors are answered with the code of our class for that status."""
 
 
 def bad_request_from_decode(exc: Exception) -> BadRequest:

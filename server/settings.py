@@ -15,7 +15,6 @@ __all__ = ["Settings", "load_settings"]
 _ENV_PREFIX = "SHOPSERVE_"
 # the SLOs of the storefront: recommend and search p99 <= 50 ms, classify <= 100, score <= 20
 DEFAULT_BUDGETS_MS = {"recommend": 50.0, "search": 50.0, "classify": 100.0, "score": 20.0}
-DEFAULT_PIPELINE_MODELS = {"score": "risk"}
 
 
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -38,20 +37,15 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     http: Literal["httptools", "h11", "auto"] = "httptools"
     loop: Literal["uvloop", "asyncio", "auto"] = "uvloop"
     access_log: bool = False
-    # the shop endpoints: default latency budget per endpoint, and the models each one calls
+    # the shop endpoints' default latency budgets (the pipeline serving /v1/X is the folder X)
     budgets_ms: dict[str, Annotated[float, Meta(gt=0, le=60_000)]] = msgspec.field(
         default_factory=lambda: dict(DEFAULT_BUDGETS_MS)
-    )
-    pipeline_models: dict[str, str] = msgspec.field(
-        default_factory=lambda: dict(DEFAULT_PIPELINE_MODELS)
     )
 
     def __post_init__(self) -> None:
         # a partial table in the file overrides only the endpoints it names
         for k, ms in DEFAULT_BUDGETS_MS.items():
             self.budgets_ms.setdefault(k, ms)
-        for k, name in DEFAULT_PIPELINE_MODELS.items():
-            self.pipeline_models.setdefault(k, name)
 
     @property
     def repository_path(self) -> Path:

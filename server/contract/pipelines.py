@@ -86,6 +86,10 @@ class SearchSpec(_Kind, frozen=True, tag="search"):
     tokenizer: Artifact = "tokenizer.json"
     max_tokens: Tokens = 64
 
+    @property
+    def models(self) -> list[str]:
+        return [self.encoder]
+
 
 class FeatureTableFiles(_Spec, frozen=True):
     """`kernels.FeatureTables`, field by field (names, not the order of a list)."""
@@ -121,6 +125,10 @@ class RecommendSpec(_Kind, frozen=True, tag="recommend"):
     max_history: Annotated[int, Meta(ge=1, le=1000)] = 50
     ranking: RankingSpec | None = None
 
+    @property
+    def models(self) -> list[str]:
+        return [self.query_encoder] + ([self.ranking.model] if self.ranking else [])
+
 
 class ClassifyHead(_Spec, frozen=True):
     """One `task` of /v1/classify: a model whose output `logits` has one column per label."""
@@ -140,6 +148,10 @@ class ClassifySpec(_Kind, frozen=True, tag="classify"):
         if len(tasks) != len(set(tasks)):
             raise ValueError(f"duplicate classify tasks in {tasks}")
 
+    @property
+    def models(self) -> list[str]:
+        return [h.model for h in self.heads]
+
 
 class ScoreSpec(_Kind, frozen=True, tag="score"):
     """session -> features (`preprocess`, read from the model's version folder) -> `model`."""
@@ -147,6 +159,10 @@ class ScoreSpec(_Kind, frozen=True, tag="score"):
     model: Name
     preprocess: Artifact = "preprocess.json"  # a ScorePreprocessing
     threshold: Annotated[float, Meta(ge=0, le=1)] = 0.5
+
+    @property
+    def models(self) -> list[str]:
+        return [self.model]
 
 
 class ScorePreprocessing(_Spec, frozen=True):

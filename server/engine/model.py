@@ -1,22 +1,25 @@
 """One served model version: its config, ONNX Runtime instances, batcher and statistics.
-`infer` is what routes and pipelines call; it never touches a session directly."""
+`infer(inputs, deadline_ns=, request_id=)` is what routes and pipelines call; neither touches a
+session or the batcher."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
 from server.batching.batcher import Batcher, BatchPolicy
 from server.batching.envelope import BatchResult, Envelope
 from server.batching.latency import LatencyModel
-from server.metrics import Metrics
+from server.contract.card import GateSummary
 from server.contract.model_config import ModelConfig
-from server.runtime.session import OrtModel
 from server.engine.stats import ModelStats
 from server.engine.validation import check_inputs
+from server.metrics import Metrics
+from server.runtime.session import OrtModel
 
 __all__ = ["LoadedModel", "deadline_for"]
 
@@ -35,9 +38,17 @@ def deadline_for(config: ModelConfig, arrival_ns: int, requested_us: int | None)
 
 class LoadedModel:
     def __init__(
-        self, config: ModelConfig, version: int, runner: OrtModel, metrics: Metrics | None
+        self,
+        config: ModelConfig,
+        version: int,
+        runner: OrtModel,
+        metrics: Metrics | None,
+        folder: Path | None = None,
+        gate: GateSummary | None = None,
     ) -> None:
         self.config = config
+        self.folder = folder if folder is not None else runner.path.parent  # the version folder
+        self.gate = gate  # the card's verdict, None for a model without a card
         self.name = config.name
         self.version = version
         self.runner = runner
@@ -84,22 +95,38 @@ class LoadedModel:
     def device(self) -> str:
         return self.runner.device
 
+    @property
+    def max_batch_size(self) -> int:
+        return self.config.max_batch_size
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.config.output] or list(self.runner.output_names)
+
+    def expected_ns(self, rows: int) -> int:
+        """Measured run time of a batch of `rows` (warm-up seeds it)."""
+        return self.latency.expected_ns(rows)
+
+    def deadline(self, arrival_ns: int, requested_us: int | None) -> int:
+        """Absolute deadline (ns, 0 = none): the config's default, shortened (never lengthened)
+        by the request's own when the config allows it."""
+        return deadline_for(self.config, arrival_ns, requested_us)
+
     async def infer(
         self,
         inputs: dict[str, np.ndarray],
         *,
-        arrival_ns: int | None = None,
-        timeout_us: int | None = None,
-        deadline_ns: int | None = None,
+        deadline_ns: int = 0,
         request_id: str = "",
-        future: asyncio.Future[BatchResult] | None = None,
         where: str = "inputs",
     ) -> BatchResult:
-        """Validate, queue, and wait for the batch result. `deadline_ns` (absolute, monotonic)
-        comes from a pipeline's budget; otherwise it is derived from config and `timeout_us`."""
+        """Validate, queue and wait for the batch result. `deadline_ns` is absolute (monotonic
+        clock, 0 = none); the config's default timeout applies from now when it is sooner.
+        A client that goes away cancels the task awaiting here, which cancels the queued
+        envelope's future: the batcher then drops it before it runs."""
         rows = check_inputs(self.config, inputs, where)
-        arrival = time.monotonic_ns() if arrival_ns is None else arrival_ns
-        deadline = deadline_for(self.config, arrival, timeout_us)
+        arrival = time.monotonic_ns()
+        deadline = deadline_for(self.config, arrival, None)
         if deadline_ns:
             deadline = min(deadline, deadline_ns) if deadline else deadline_ns
         length = 0
@@ -107,19 +134,18 @@ class LoadedModel:
             length = max(
                 inputs[n].shape[1] if inputs[n].ndim > 1 else 0 for n in self.policy.pad_values
             )
-        fut = future if future is not None else asyncio.get_running_loop().create_future()
         env = Envelope(
             inputs=dict(inputs),
             rows=rows,
             arrival_ns=arrival,
             deadline_ns=deadline,
-            future=fut,
+            future=asyncio.get_running_loop().create_future(),
             request_id=request_id,
             length=length,
         )
         self.stats.pending(1)
         try:
             self.batcher.submit(env)
-            return await fut
+            return await env.future
         finally:
             self.stats.pending(-1)

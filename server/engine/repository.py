@@ -1,32 +1,35 @@
-"""The model repository: scan `<root>/<name>/config.toml` + numeric version folders, load and
-unload models, report broken ones (file, field, reason) without stopping the others.
+"""The repository of ONNX models: scan `<root>/<name>/config.toml` + numeric version folders,
+load and unload models, report broken ones (file, field, reason) without stopping the others.
+Folders holding a `pipeline.toml` are the pipelines' (server/pipelines), not models.
 
 State lives on the instance (one per app); loads run ONNX Runtime and warm-up in a thread so the
-event loop keeps answering, and a reload swaps the new versions in before draining the old."""
+event loop keeps answering. A reload swaps the new versions in, tells the listeners (the pipeline
+registry rebuilds what uses the model), then drains the old versions."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
-from server.errors import BadRequest, ModelNotFound, ModelNotReady
-from server.metrics import Metrics
+from server.contract.card import GateSummary, read_gate
+from server.contract.model_config import CONFIG_FILE, ModelConfig, load_config
+from server.contract.pipelines import PIPELINE_FILE
 from server.engine.model import LoadedModel
-from server.contract.model_config import ModelConfig, load_config
-from server.runtime.session import ModelLoadError, OrtModel
+from server.errors import BadRequest, ModelLoadError, ModelNotFound, ModelNotReady
+from server.metrics import Metrics
+from server.runtime.session import OrtModel
 
-__all__ = ["ModelEntry", "ModelRepository", "PlatformLoader"]
+__all__ = ["ModelEntry", "ModelRepository"]
 
 log = logging.getLogger("shopserve.repository")
 
-PlatformLoader = Callable[[ModelConfig, int, Path, "ModelRepository"], Any]
-"""Builds a served object for a non-ONNX platform (e.g. the shop pipelines); blocking."""
+ChangeListener = Callable[[str], Awaitable[None]]
+"""Called with a model's name after its served versions changed (load, reload, unload)."""
 
 
 @dataclass
@@ -35,7 +38,7 @@ class ModelEntry:
     state: str = "UNAVAILABLE"  # READY | UNAVAILABLE | LOADING | UNLOADING
     reason: str = ""
     config: ModelConfig | None = None
-    versions: dict[int, Any] = field(default_factory=dict)  # version -> LoadedModel or pipeline
+    versions: dict[int, LoadedModel] = field(default_factory=dict)
     version_errors: dict[int, str] = field(default_factory=dict)
 
     @property
@@ -58,24 +61,26 @@ class ModelRepository:
         *,
         metrics: Metrics | None = None,
         device_setting: str = "auto",
-        platform_loaders: dict[str, PlatformLoader] | None = None,
+        graceful_timeout_s: float = 30.0,
     ) -> None:
         self.root = Path(root)
         self.metrics = metrics
         self.device_setting = device_setting
-        self.platform_loaders = dict(platform_loaders or {})
+        self.graceful_timeout_s = graceful_timeout_s
         self.entries: dict[str, ModelEntry] = {}
+        self.listeners: list[ChangeListener] = []
         self._locks: dict[str, asyncio.Lock] = {}
-        self.graceful_timeout_s = 30.0
 
     # -- discovery -------------------------------------------------------------------------------
 
     def scan(self) -> list[str]:
-        """Model folder names under the root (a folder is a model if it is a directory)."""
+        """Model folder names under the root: every folder but hidden ones and pipelines."""
         if not self.root.is_dir():
             return []
         return sorted(
-            p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and not (p / PIPELINE_FILE).exists()
         )
 
     def index(self) -> list[dict[str, str]]:
@@ -108,7 +113,7 @@ class ModelRepository:
             raise ModelNotFound(f"unknown model '{name}'")
         return entry
 
-    def get(self, name: str, version: str | int | None = None) -> Any:
+    def get(self, name: str, version: str | int | None = None) -> LoadedModel:
         """The served version (highest when not given); 404 unknown, 503 not ready."""
         entry = self.entry(name)
         if version in (None, ""):
@@ -129,14 +134,11 @@ class ModelRepository:
             raise ModelNotReady(f"model '{name}' is {entry.state.lower()}")
         raise ModelNotFound(f"unknown version {v} of model '{name}'")
 
-    def get_model(self, name: str, version: str | int | None = None) -> LoadedModel:
-        """Like `get`, for callers that need an ONNX model (pipelines): 503 when `name` is not one."""
-        served = self.get(name, version)
-        if not isinstance(served, LoadedModel):
-            raise ModelNotReady(f"model '{name}' is not an ONNX model")
-        return served
+    def get_model(self, name: str) -> LoadedModel:
+        """The served version of `name` (the pipelines' `ModelSource`)."""
+        return self.get(name)
 
-    def ready_models(self) -> list[Any]:
+    def ready_models(self) -> list[LoadedModel]:
         return [m for e in self.entries.values() if e.ready for m in e.versions.values()]
 
     # -- load / unload -----------------------------------------------------------------------------
@@ -154,7 +156,7 @@ class ModelRepository:
         """Load (or reload) a model. A broken model is recorded with its reason; with
         `raise_on_error` the caller gets a 400 naming the file and field."""
         if name not in self.scan():
-            raise ModelNotFound(f"no model folder '{name}' in the repository {self.root}")
+            raise ModelNotFound(f"no model folder '{name}' in the model repository")
         async with self._lock(name):
             old = self.entries.get(name)
             new = ModelEntry(name=name, state="LOADING")
@@ -164,8 +166,10 @@ class ModelRepository:
                 built = await asyncio.to_thread(self._build, name, new)
             except Exception as exc:  # broken config or file: report, keep serving the rest
                 reason = (
-                    str(exc)
-                    if isinstance(exc, ModelLoadError | ValueError)
+                    exc.message
+                    if isinstance(exc, ModelLoadError)
+                    else str(exc)
+                    if isinstance(exc, ValueError)
                     else f"{type(exc).__name__}: {exc}"
                 )
                 log.error("model %s failed to load: %s", name, reason)
@@ -176,19 +180,26 @@ class ModelRepository:
                     raise BadRequest(f"failed to load model '{name}': {reason}") from None
                 return new
             for m in built.values():
-                if isinstance(m, LoadedModel):
-                    m.start()
+                m.start()
             new.versions = built
             new.state = "READY"
             self.entries[name] = new
+            await self._changed(name)
             if old is not None and old is not new:
                 await self._close_versions(old)
             log.info("model %s ready: versions %s", name, sorted(built))
             return new
 
-    def _build(self, name: str, entry: ModelEntry) -> dict[int, Any]:
+    async def _changed(self, name: str) -> None:
+        for listener in self.listeners:
+            try:
+                await listener(name)
+            except Exception:  # a listener's failure is its own (it reports it); serving goes on
+                log.exception("listener for model %s failed", name)
+
+    def _build(self, name: str, entry: ModelEntry) -> dict[int, LoadedModel]:
         folder = self.root / name
-        cfg_path = folder / "config.toml"
+        cfg_path = folder / CONFIG_FILE
         if not cfg_path.is_file():
             raise ModelLoadError(f"{cfg_path}: missing config.toml")
         try:
@@ -206,10 +217,11 @@ class ModelRepository:
             raise ModelLoadError(
                 f"{folder}: no version folder matches version_policy (found {available or 'none'})"
             )
-        built: dict[int, Any] = {}
+        gate = self._gate(folder)
+        built: dict[int, LoadedModel] = {}
         for v in versions:
             try:
-                built[v] = self._build_version(config, v, folder / str(v))
+                built[v] = self._build_version(config, v, folder / str(v), gate)
             except ModelLoadError as exc:
                 entry.version_errors[v] = str(exc)
                 log.error("model %s version %d failed: %s", name, v, exc)
@@ -217,24 +229,24 @@ class ModelRepository:
             raise ModelLoadError("; ".join(entry.version_errors.values()))
         return built
 
-    def _build_version(self, config: ModelConfig, version: int, folder: Path) -> Any:
-        if config.platform != "onnxruntime_onnx":
-            loader = self.platform_loaders.get(config.platform)
-            if loader is None:
-                raise ModelLoadError(
-                    f"{folder}: platform '{config.platform}' has no loader in this server"
-                )
-            try:
-                return loader(config, version, folder, self)
-            except ModelLoadError:
-                raise
-            except Exception as exc:
-                raise ModelLoadError(f"{folder}: {type(exc).__name__}: {exc}") from exc
+    @staticmethod
+    def _gate(folder: Path) -> GateSummary | None:
+        try:
+            gate = read_gate(folder)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise ModelLoadError(f"{folder / 'card.json'}: invalid gate: {exc}") from None
+        if gate is not None and not gate.passed:
+            log.warning("model %s failed its quality gate: %s", folder.name, gate.failed)
+        return gate
+
+    def _build_version(
+        self, config: ModelConfig, version: int, folder: Path, gate: GateSummary | None
+    ) -> LoadedModel:
         path = folder / config.default_model_filename
         if not path.is_file():
             raise ModelLoadError(f"{path}: model file missing")
         runner = OrtModel(path, config, self.device_setting)
-        model = LoadedModel(config, version, runner, self.metrics)
+        model = LoadedModel(config, version, runner, self.metrics, folder, gate)
         try:
             model.warmup()
         except Exception as exc:
@@ -248,12 +260,11 @@ class ModelRepository:
             await self._close_versions(entry)
             entry.versions = {}
             entry.state, entry.reason = "UNAVAILABLE", "unloaded"
+            await self._changed(name)
 
     async def _close_versions(self, entry: ModelEntry) -> None:
         for m in list(entry.versions.values()):
-            close = getattr(m, "close", None)
-            if close is not None:
-                await close(self.graceful_timeout_s)
+            await m.close(self.graceful_timeout_s)
 
     async def close(self) -> None:
         """Drain every model: queued and running requests finish."""

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from server.contract.dtypes import V2_TO_NUMPY
-from server.errors import BadRequest
 from server.contract.model_config import ModelConfig
+from server.errors import BadRequest
 
 __all__ = ["check_inputs"]
 

@@ -11,23 +11,12 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from server.errors import ShopserveError
+from server.errors import BY_STATUS, BadRequest, InternalError, ShopserveError
 
 __all__ = ["error_response", "exception_handlers", "request_id_of"]
 
 log = logging.getLogger("shopserve.http")
 _encoder = msgspec.json.Encoder()
-
-_HTTP_CODES = {
-    400: "invalid_input",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    429: "overloaded",
-    503: "not_ready",
-    504: "deadline_exceeded",
-}
 
 
 def request_id_of(request: Request) -> str:
@@ -54,7 +43,7 @@ def error_response(
 
 def _ours(request: Request, exc: ShopserveError) -> Response:
     rid = request_id_of(request)
-    if exc.status_code >= 500 and exc.status_code != 503 and exc.status_code != 504:
+    if exc.status_code in (500, 501, 502):
         log.error("request %s failed: %s", rid, exc.message, extra={"request_id": rid})
     return error_response(exc.status_code, exc.code, exc.message, rid, exc.headers)
 
@@ -71,7 +60,7 @@ def _validation(request: Request, exc: ValidationException) -> Response:
                 parts.append(f"{key}: {item.get('message', '')}".strip(": "))
         if parts:
             message = "; ".join(parts)
-    return error_response(400, "invalid_input", message, rid)
+    return error_response(BadRequest.status_code, BadRequest.code, message, rid)
 
 
 def _http(request: Request, exc: HTTPException) -> Response:
@@ -80,17 +69,16 @@ def _http(request: Request, exc: HTTPException) -> Response:
     message = exc.detail
     if status == 413:
         message = "request body exceeds the configured limit (max_body_bytes)"
-    return error_response(
-        status, _HTTP_CODES.get(status, "http_error"), message, rid, dict(exc.headers or {})
-    )
+    cls = BY_STATUS.get(status)
+    code = cls.code if cls is not None else "http_error"
+    return error_response(status, code, message, rid, dict(exc.headers or {}))
 
 
 def _unexpected(request: Request, exc: Exception) -> Response:
     rid = request_id_of(request)
     log.exception("request %s: unexpected error", rid, extra={"request_id": rid})
-    return error_response(
-        500, "internal", f"internal error ({type(exc).__name__}); request id {rid}", rid
-    )
+    message = f"internal error ({type(exc).__name__}); request id {rid}"
+    return error_response(InternalError.status_code, InternalError.code, message, rid)
 
 
 exception_handlers: dict[Any, Any] = {

@@ -1,5 +1,6 @@
 """The shop endpoints. Each decodes its Struct (a bad field is a 400 naming its `$.path`), sets
-the request's budget, runs its pipeline and reports every stage in `Server-Timing`."""
+the request's budget, runs its pipeline and reports every stage in `Server-Timing`.
+`GET /v1/pipelines` lists the pipelines, their state and the model versions (and gates) they use."""
 
 from __future__ import annotations
 
@@ -7,27 +8,26 @@ import time
 from typing import Any, TypeVar
 
 import msgspec
-from litestar import Request, Response, post
+from litestar import Request, Response, get, post
 
-from server.budget import Budget, budget_from
-from server.errors import bad_request_from_decode
-from server.pipelines.registry import PipelineRegistry
+from server.budget import Budget
+from server.engine.repository import ModelRepository
+from server.errors import ShopserveError, bad_request_from_decode
+from server.http.deadlines import TIMEOUT_HEADER, v1_budget
+from server.http.deps import PipelinesDep, RepositoryDep, SettingsDep
+from server.http.disconnect import until_disconnect
 from server.http.responses import request_id_of
+from server.pipelines.registry import PipelineEntry, PipelineRegistry
 from server.schemas.v1 import (
     ClassifyRequest,
-    ClassifyResponse,
-    ClassifyResult,
-    Contribution,
-    Item,
-    RecommendFilters,
+    PipelineModel,
+    PipelinesResponse,
+    PipelineStatus,
     RecommendRequest,
-    RecommendResponse,
     ScoreRequest,
-    ScoreResponse,
-    SearchFilters,
     SearchRequest,
-    SearchResponse,
 )
+from server.settings import Settings
 
 __all__ = ["V1_ROUTES"]
 
@@ -46,90 +46,75 @@ def _decode(body: bytes, kind: type[T]) -> T:
         raise bad_request_from_decode(exc) from None
 
 
-def _registry(request: Request) -> PipelineRegistry:
-    return request.app.state.pipelines
-
-
-def _budget(request: Request, body_ms: int | None, endpoint: str, arrival: int) -> Budget:
-    default = request.app.state.settings.budgets_ms[endpoint]
-    return budget_from(body_ms, request.headers.get("x-request-timeout-ms"), default, arrival)
-
-
-def _respond(request: Request, obj: Any, budget: Budget) -> Response:
+def _respond(obj: Any, budget: Budget) -> Response:
     return Response(
         content=_encoder.encode(obj),
         media_type="application/json",
-        headers={"Server-Timing": budget.server_timing(), "X-Request-Id": request_id_of(request)},
+        headers={"Server-Timing": budget.server_timing(), "X-Request-Id": budget.request_id},
     )
+
+
+async def _run(
+    request: Request, pipelines: PipelineRegistry, settings: Settings, endpoint: str, kind: type
+) -> Response:
+    """One shop request: decode, budget, the pipeline named after the endpoint, encode."""
+    arrival = time.monotonic_ns()
+    req = _decode(await request.body(), kind)
+    budget = v1_budget(
+        req.budget_ms,
+        request.headers.get(TIMEOUT_HEADER),
+        settings.budgets_ms[endpoint],
+        arrival,
+        request_id_of(request),
+    )
+    pipeline = pipelines.get(endpoint, endpoint)
+    return _respond(await until_disconnect(request, pipeline.run(req, budget)), budget)
 
 
 @post("/v1/score", status_code=200)
-async def score(request: Request) -> Response:
-    arrival = time.monotonic_ns()
-    req = _decode(await request.body(), ScoreRequest)
-    budget = _budget(request, req.budget_ms, "score", arrival)
-    pipeline = _registry(request).score()
-    result = await pipeline.score(msgspec.structs.asdict(req.session), budget)
-    resp = ScoreResponse(
-        probability=result.probability,
-        label=result.label,
-        threshold=pipeline.threshold,
-        base=result.base,
-        explanation=[Contribution(f, c) for f, c in result.explanation],
-        model_versions={pipeline.model.name: str(result.version)},
-    )
-    return _respond(request, resp, budget)
+async def score(request: Request, pipelines: PipelinesDep, settings: SettingsDep) -> Response:
+    return await _run(request, pipelines, settings, "score", ScoreRequest)
 
 
 @post("/v1/classify", status_code=200)
-async def classify(request: Request) -> Response:
-    arrival = time.monotonic_ns()
-    req = _decode(await request.body(), ClassifyRequest)
-    budget = _budget(request, req.budget_ms, "classify", arrival)
-    pipeline = _registry(request).classify(req.task)
-    results = await pipeline.classify(list(req.texts), budget)
-    resp = ClassifyResponse(
-        results=[ClassifyResult(r.label, r.scores) for r in results],
-        model_versions={pipeline.model.name: str(pipeline.model.version)},
-    )
-    return _respond(request, resp, budget)
-
-
-def _items(rows: list[tuple[str, str, float, float]]) -> list[Item]:
-    return [Item(item_id=i, title=t, price=p, score=s) for i, t, p, s in rows]
+async def classify(request: Request, pipelines: PipelinesDep, settings: SettingsDep) -> Response:
+    return await _run(request, pipelines, settings, "classify", ClassifyRequest)
 
 
 @post("/v1/search", status_code=200)
-async def search(request: Request) -> Response:
-    arrival = time.monotonic_ns()
-    req = _decode(await request.body(), SearchRequest)
-    budget = _budget(request, req.budget_ms, "search", arrival)
-    f = req.filters or SearchFilters()
-    rows, versions = (
-        await _registry(request).search().search(req.query, req.k, f.price_min, f.price_max, budget)
-    )
-    return _respond(
-        request, SearchResponse(items=_items(rows), degraded=False, model_versions=versions), budget
-    )
+async def search(request: Request, pipelines: PipelinesDep, settings: SettingsDep) -> Response:
+    return await _run(request, pipelines, settings, "search", SearchRequest)
 
 
 @post("/v1/recommend", status_code=200)
-async def recommend(request: Request) -> Response:
-    arrival = time.monotonic_ns()
-    req = _decode(await request.body(), RecommendRequest)
-    budget = _budget(request, req.budget_ms, "recommend", arrival)
-    f = req.filters or RecommendFilters()
-    pipeline = _registry(request).recommend()
-    rec = await pipeline.recommend(
-        list(req.history), req.user_id, req.k, f.price_min, f.price_max, f.exclude_history, budget
-    )
-    resp = RecommendResponse(
-        items=_items(rec.items),
-        degraded=rec.degraded,
-        ignored_items=rec.ignored,
-        model_versions=rec.versions,
-    )
-    return _respond(request, resp, budget)
+async def recommend(request: Request, pipelines: PipelinesDep, settings: SettingsDep) -> Response:
+    return await _run(request, pipelines, settings, "recommend", RecommendRequest)
 
 
-V1_ROUTES = [score, classify, search, recommend]
+def _model_row(repository: ModelRepository, name: str) -> PipelineModel:
+    try:
+        model = repository.get(name)
+    except ShopserveError:
+        return PipelineModel(name, "", "missing")
+    gate = "none" if model.gate is None else "passed" if model.gate.passed else "failed"
+    return PipelineModel(name, str(model.version), gate)
+
+
+def _status(entry: PipelineEntry, repository: ModelRepository) -> PipelineStatus:
+    return PipelineStatus(
+        name=entry.name,
+        kind=entry.kind,
+        version="" if entry.version is None else str(entry.version),
+        state=entry.state,
+        reason=entry.reason,
+        models=[_model_row(repository, m) for m in entry.models],
+    )
+
+
+@get("/v1/pipelines", sync_to_thread=False)
+def list_pipelines(pipelines: PipelinesDep, repository: RepositoryDep) -> Response:
+    rows = [_status(e, repository) for _, e in sorted(pipelines.entries.items())]
+    return Response(content=_encoder.encode(PipelinesResponse(rows)), media_type="application/json")
+
+
+V1_ROUTES = [score, classify, search, recommend, list_pipelines]

@@ -1,5 +1,5 @@
-"""The product catalogue a retrieval pipeline answers with: ids, titles, prices, and the price
-mask that filters use."""
+"""The product catalogue a retrieval pipeline answers with (ids, titles, prices, the price mask
+that filters use), and its embeddings, checked against each other at load time."""
 
 from __future__ import annotations
 
@@ -8,20 +8,24 @@ from pathlib import Path
 
 import numpy as np
 
-from server.errors import BadRequest
+from kernels import ItemMatrix
+from server.contract.pipelines import CatalogFiles, artifact_path
+from server.errors import BadRequest, ModelLoadError
+from server.schemas.v1 import Item
 
-__all__ = ["Catalog"]
+__all__ = ["Catalog", "load_embeddings"]
 
 
 class Catalog:
-    def __init__(self, folder: Path, params: dict) -> None:
-        self.ids: list[str] = json.loads((folder / params["item_ids"]).read_text())
-        self.titles: list[str] = json.loads((folder / params["item_titles"]).read_text())
-        self.prices = np.load(folder / params["item_prices"], allow_pickle=False).astype(np.float32)
+    def __init__(self, folder: Path, files: CatalogFiles) -> None:
+        self.ids: list[str] = json.loads(artifact_path(folder, files.item_ids).read_text())
+        self.titles: list[str] = json.loads(artifact_path(folder, files.item_titles).read_text())
+        prices = np.load(artifact_path(folder, files.item_prices), allow_pickle=False)
+        self.prices = prices.astype(np.float32)
         if not (len(self.ids) == len(self.titles) == len(self.prices)):
-            raise ValueError(
-                f"{folder}: item_ids ({len(self.ids)}), item_titles ({len(self.titles)}) and "
-                f"item_prices ({len(self.prices)}) differ in length"
+            raise ModelLoadError(
+                f"{folder}: {files.item_ids} ({len(self.ids)}), {files.item_titles} "
+                f"({len(self.titles)}) and {files.item_prices} ({len(self.prices)}) differ in length"
             )
         self.index = {item: i for i, item in enumerate(self.ids)}
 
@@ -43,10 +47,21 @@ class Catalog:
             mask &= self.prices <= price_max
         return mask
 
-    def items(self, ids: np.ndarray, scores: np.ndarray) -> list[tuple[str, str, float, float]]:
+    def items(self, ids: np.ndarray, scores: np.ndarray) -> list[Item]:
         out = []
         for i, s in zip(ids.tolist(), scores.tolist(), strict=True):
             if i < 0:
                 break  # fewer eligible items than k
-            out.append((self.ids[i], self.titles[i], float(self.prices[i]), float(s)))
+            out.append(Item(self.ids[i], self.titles[i], float(self.prices[i]), float(s)))
         return out
+
+
+def load_embeddings(folder: Path, name: str, n_items: int) -> ItemMatrix:
+    """float32 [n_items, dim] embeddings aligned with the catalogue's rows."""
+    emb = np.load(artifact_path(folder, name), allow_pickle=False)
+    if emb.ndim != 2 or emb.shape[0] != n_items:
+        raise ModelLoadError(
+            f"{folder}: {name} has shape {list(emb.shape)}; expected [{n_items}, dim] "
+            "(one row per catalogue item)"
+        )
+    return ItemMatrix.from_array(emb.astype(np.float32))

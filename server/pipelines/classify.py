@@ -3,61 +3,69 @@
 from __future__ import annotations
 
 import asyncio
-import json
-from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from server.budget import Budget
-from server.engine.model import LoadedModel
+from server.contract.pipelines import ClassifySpec, artifact_path
+from server.errors import BadRequest
+from server.pipelines.base import InferModel, ModelSource
 from server.pipelines.text import TextEncoder
+from server.schemas.v1 import ClassifyRequest, ClassifyResponse, ClassifyResult
 
 __all__ = ["ClassifyPipeline"]
 
 
-@dataclass(slots=True)
-class Classified:
-    label: str
-    scores: dict[str, float]
-
-
 class ClassifyPipeline:
-    def __init__(self, model: LoadedModel, folder: Path) -> None:
-        self.model = model
-        params = model.config.parameters
-        self.labels: list[str] = json.loads(
-            (folder / params.get("labels", "labels.json")).read_text()
-        )
-        self.encoder = TextEncoder(
-            folder / params.get("tokenizer", "tokenizer.json"), int(params.get("max_tokens", 128))
-        )
+    kind: ClassVar[str] = "classify"
 
-    async def classify(self, texts: list[str], budget: Budget) -> list[Classified]:
+    def __init__(
+        self, heads: dict[str, tuple[InferModel, list[str]]], encoder: TextEncoder
+    ) -> None:
+        self.heads = heads  # task -> (model, labels)
+        self.encoder = encoder
+
+    @classmethod
+    def load(cls, spec: ClassifySpec, folder: Path, models: ModelSource) -> ClassifyPipeline:
+        encoder = TextEncoder(artifact_path(folder, spec.tokenizer), spec.max_tokens)
+        heads = {h.task: (models.get_model(h.model), list(h.labels)) for h in spec.heads}
+        return cls(heads, encoder)
+
+    def versions(self) -> dict[str, str]:
+        return {m.name: str(m.version) for m, _ in self.heads.values()}
+
+    async def run(self, request: ClassifyRequest, budget: Budget) -> ClassifyResponse:
+        head = self.heads.get(request.task)
+        if head is None:
+            raise BadRequest(
+                f"task: '{request.task}' is not served; choose from {sorted(self.heads)}"
+            )
+        model, labels = head
         with budget.stage("tokenize"):
-            ids = self.encoder.ids(texts)
+            ids = self.encoder.ids(list(request.texts))
         budget.check("model")
         # a request may carry more texts than the model's max_batch_size: split, run together
-        step = self.model.config.max_batch_size or len(texts)
+        step = model.max_batch_size or len(ids)
         with budget.stage("model"):
             parts = await asyncio.gather(
                 *(
-                    self.model.infer(
+                    model.infer(
                         {"input_ids": ids[i : i + step]},
                         deadline_ns=budget.deadline_ns,
+                        request_id=budget.request_id,
                         where="texts",
                     )
-                    for i in range(0, len(texts), step)
+                    for i in range(0, len(ids), step)
                 )
             )
         logits = np.concatenate([r.outputs["logits"] for r in parts]).astype(np.float64)
         logits -= logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)
         probs /= probs.sum(axis=1, keepdims=True)
-        return [
-            Classified(
-                self.labels[int(row.argmax())],
-                {lab: float(p) for lab, p in zip(self.labels, row, strict=True)},
-            )
+        results = [
+            ClassifyResult(labels[int(row.argmax())], dict(zip(labels, row.tolist(), strict=True)))
             for row in probs
         ]
+        return ClassifyResponse(results=results, model_versions={model.name: str(model.version)})

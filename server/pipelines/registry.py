@@ -1,61 +1,143 @@
-"""Which repository models each shop endpoint uses, and the pipelines built over them. A
-pipeline is built once per served model version (artifacts read from its version folder) and
-rebuilt when the repository swaps in a new version."""
+"""The pipelines of a repository: every folder with a `pipeline.toml`, built at start-up and on
+every (re)load, and rebuilt when a model it uses changes. A pipeline whose spec or artifacts are
+broken is reported here (state, reason, log) at load time, never inside a request."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from server.errors import ModelNotReady
-from server.engine.model import LoadedModel
+import msgspec
+
+from server.contract.pipelines import (
+    PIPELINE_FILE,
+    ClassifySpec,
+    PipelineSpec,
+    RecommendSpec,
+    ScoreSpec,
+    SearchSpec,
+    load_pipeline_spec,
+)
+from server.errors import ModelLoadError, ModelNotFound, ModelNotReady, ShopserveError
+from server.pipelines.base import ModelSource, Pipeline
 from server.pipelines.classify import ClassifyPipeline
 from server.pipelines.recommend import RecommendPipeline
 from server.pipelines.score import ScorePipeline
 from server.pipelines.search import SearchPipeline
-from server.engine.repository import ModelRepository
 
-__all__ = ["PipelineRegistry"]
+__all__ = ["PipelineEntry", "PipelineRegistry"]
+
+log = logging.getLogger("shopserve.pipelines")
+
+KINDS: dict[type, Any] = {
+    SearchSpec: SearchPipeline,
+    RecommendSpec: RecommendPipeline,
+    ClassifySpec: ClassifyPipeline,
+    ScoreSpec: ScorePipeline,
+}
+
+
+@dataclass
+class PipelineEntry:
+    name: str
+    state: str = "UNAVAILABLE"  # READY | UNAVAILABLE | LOADING
+    reason: str = ""
+    version: int | None = None
+    spec: PipelineSpec | None = None
+    pipeline: Pipeline | None = None
+    models: list[str] = field(default_factory=list)  # what the spec names, loaded or not
+
+    @property
+    def kind(self) -> str:
+        return KINDS[type(self.spec)].kind if self.spec is not None else ""
 
 
 class PipelineRegistry:
-    def __init__(self, repository: ModelRepository, models: dict[str, str]) -> None:
-        self.repository = repository
-        self.models = models  # endpoint role -> model name
-        self._built: dict[tuple[str, int], Any] = {}
+    def __init__(self, root: Path, models: ModelSource) -> None:
+        self.root = Path(root)
+        self.models = models
+        self.entries: dict[str, PipelineEntry] = {}
+        self._lock = asyncio.Lock()
+        self._kernels_warm = False
 
-    def _model(self, role: str) -> LoadedModel:
-        return self.repository.get_model(self.models[role])
+    def scan(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if (p / PIPELINE_FILE).is_file() and not p.name.startswith(".")
+        )
 
-    def _cached(self, role: str, model: LoadedModel, build: Any) -> Any:
-        key = (role, id(model))  # a reload swaps in a new LoadedModel object
-        pipeline = self._built.get(key)
-        if pipeline is None:
-            folder = self.repository.root / model.name / str(model.version)
-            pipeline = build(model, folder)
-            self._built = {k: v for k, v in self._built.items() if k[0] != role}
-            self._built[key] = pipeline
-        return pipeline
+    async def load_all(self) -> None:
+        for name in self.scan():
+            await self.load(name)
 
-    def score(self) -> ScorePipeline:
-        model = self._model("score")
-        return self._cached("score", model, ScorePipeline)
+    async def load(self, name: str) -> PipelineEntry:
+        """(Re)build one pipeline; the old one keeps answering until the new one is ready."""
+        async with self._lock:
+            old = self.entries.get(name)
+            new = PipelineEntry(name, models=old.models if old else [])
+            try:
+                await asyncio.to_thread(self._build, name, new)
+            except (ShopserveError, ValueError, OSError, msgspec.MsgspecError) as exc:
+                new.state = "UNAVAILABLE"
+                new.reason = exc.message if isinstance(exc, ShopserveError) else str(exc)
+                log.error("pipeline %s not ready: %s", name, new.reason)
+            except Exception as exc:  # an unexpected failure is reported the same way
+                new.state, new.reason = "UNAVAILABLE", f"{type(exc).__name__}: {exc}"
+                log.exception("pipeline %s failed to build", name)
+            else:
+                new.state = "READY"
+                log.info("pipeline %s ready over %s", name, new.pipeline.versions())  # type: ignore[union-attr]
+            self.entries[name] = new
+            return new
 
-    def classify(self, task: str) -> ClassifyPipeline:
-        role = f"classify_{task}"
-        if role not in self.models:
-            self.models[role] = role
-        model = self._model(role)
-        return self._cached(role, model, ClassifyPipeline)
+    async def model_changed(self, model: str) -> None:
+        """The engine's listener: rebuild every pipeline that names `model`."""
+        for name in [n for n, e in self.entries.items() if model in e.models]:
+            await self.load(name)
 
-    def search(self) -> SearchPipeline:
-        return self._pipeline("search", SearchPipeline)
+    def _build(self, name: str, entry: PipelineEntry) -> None:
+        path = self.root / name / PIPELINE_FILE
+        try:
+            spec_name, spec = load_pipeline_spec(path)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise ModelLoadError(f"{name}/{PIPELINE_FILE}: {exc}") from None
+        if spec_name != name:
+            raise ModelLoadError(
+                f"{name}/{PIPELINE_FILE}: field `name` is '{spec_name}' but the folder is '{name}'"
+            )
+        entry.spec, entry.models = spec, list(spec.models)
+        versions = sorted(int(p.name) for p in (self.root / name).iterdir() if p.name.isdigit())
+        if not versions:
+            raise ModelLoadError(f"{name}/: no numeric version folder")
+        entry.version = versions[-1]
+        self._warm_kernels()
+        entry.pipeline = KINDS[type(spec)].load(
+            spec, self.root / name / str(versions[-1]), self.models
+        )
 
-    def recommend(self) -> RecommendPipeline:
-        return self._pipeline("recommend", RecommendPipeline)
+    def _warm_kernels(self) -> None:
+        if not self._kernels_warm:
+            import kernels
 
-    def _pipeline(self, role: str, kind: type) -> Any:
-        name = self.models.get(role, role)
-        served = self.repository.get(name)
-        if not isinstance(served, kind):
-            raise ModelNotReady(f"'{name}' is not a {role} pipeline")
-        return served
+            log.info("kernels ready in %.2f s", kernels.warmup())
+            self._kernels_warm = True
+
+    def get(self, name: str, kind: str) -> Pipeline:
+        """The ready pipeline `name` of `kind`: 404 when there is none, 503 when not ready."""
+        entry = self.entries.get(name)
+        if entry is None:
+            raise ModelNotFound(f"no pipeline '{name}' is served")
+        if entry.state != "READY" or entry.pipeline is None:
+            raise ModelNotReady(f"pipeline '{name}' is not ready: {entry.reason or entry.state}")
+        if entry.kind != kind:
+            raise ModelNotReady(f"pipeline '{name}' is a {entry.kind} pipeline, not {kind}")
+        return entry.pipeline
+
+    def ready(self) -> list[PipelineEntry]:
+        return [e for e in self.entries.values() if e.state == "READY"]

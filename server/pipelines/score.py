@@ -1,55 +1,61 @@
 """Purchase-intent / risk score: session features -> the additive student -> probability, label
-at the threshold stated in the card, and exact per-feature contributions (logit units)."""
+at the spec's threshold, and exact per-feature contributions (logit units)."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import msgspec
 import numpy as np
 
 from server.budget import Budget
-from server.errors import BadRequest
-from server.engine.model import LoadedModel
+from server.contract.pipelines import ScorePreprocessing, ScoreSpec, artifact_path
+from server.errors import BadRequest, ModelLoadError
+from server.pipelines.base import InferModel, ModelSource
+from server.schemas.v1 import Contribution, ScoreRequest, ScoreResponse
 
-__all__ = ["ScorePipeline", "ScoreResult"]
-
-
-@dataclass(slots=True)
-class ScoreResult:
-    probability: float
-    label: bool
-    base: float
-    explanation: list[tuple[str, float]]
-    version: int
+__all__ = ["ScorePipeline"]
 
 
 class ScorePipeline:
-    """Preprocessing from the model's `preprocess.json` (written by export beside the ONNX)."""
+    """Preprocessing comes from the model's own version folder (`spec.preprocess`), so a reload of
+    the model and its preprocessing can never disagree."""
 
-    def __init__(self, model: LoadedModel, folder: Path) -> None:
+    kind: ClassVar[str] = "score"
+
+    def __init__(self, spec: ScoreSpec, model: InferModel, pre: ScorePreprocessing) -> None:
+        self.spec = spec
         self.model = model
-        params = model.config.parameters
-        pre = json.loads((folder / str(params.get("preprocess", "preprocess.json"))).read_text())
-        self.numeric: list[str] = pre["numeric"]
-        self.log1p = {c for c in pre["log1p"]}
-        self.mean = np.asarray(pre["mean"], np.float64)
-        self.std = np.asarray(pre["std"], np.float64)
-        self.categorical: list[str] = pre["categorical"]
-        self.vocab = {c: {v: i for i, v in enumerate(vals)} for c, vals in pre["vocab"].items()}
-        self.threshold = float(params.get("threshold", pre.get("threshold", 0.5)))
-        self.bias = float(pre["bias"])
-        self.feature_names: list[str] = list(params.get("feature_names", pre["contributions"]))
+        self.threshold = spec.threshold
+        self.numeric = pre.numeric
+        self.log1p = np.array([c in set(pre.log1p) for c in pre.numeric])
+        self.mean = np.asarray(pre.mean, np.float64)
+        self.std = np.asarray(pre.std, np.float64)
+        self.categorical = pre.categorical
+        self.vocab = {c: {v: i for i, v in enumerate(vals)} for c, vals in pre.vocab.items()}
+        self.bias = pre.bias
+        self.feature_names = pre.contributions
+
+    @classmethod
+    def load(cls, spec: ScoreSpec, folder: Path, models: ModelSource) -> ScorePipeline:
+        model = models.get_model(spec.model)
+        path = artifact_path(model.folder, spec.preprocess)
+        try:
+            pre = msgspec.json.decode(path.read_bytes(), type=ScorePreprocessing)
+        except (OSError, msgspec.MsgspecError) as exc:
+            raise ModelLoadError(f"{spec.model}/{model.version}/{spec.preprocess}: {exc}") from None
+        return cls(spec, model, pre)
+
+    def versions(self) -> dict[str, str]:
+        return {self.model.name: str(self.model.version)}
 
     def features(self, session: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        num = np.empty(len(self.numeric), np.float64)
-        for i, name in enumerate(self.numeric):
-            v = float(session[name])
-            if not np.isfinite(v):
-                raise BadRequest(f"session.{name}: must be a finite number")
-            num[i] = np.log1p(max(v, 0.0)) if name in self.log1p else v
+        num = np.array([float(session[n]) for n in self.numeric], np.float64)
+        if not np.isfinite(num).all():
+            bad = self.numeric[int(np.argmin(np.isfinite(num)))]
+            raise BadRequest(f"session.{bad}: must be a finite number")
+        num = np.where(self.log1p, np.log1p(np.maximum(num, 0.0)), num)
         x = ((num - self.mean) / self.std).astype(np.float32)[None, :]
         cat = np.array(
             [[self.vocab[c].get(_category(session[c]), 0) for c in self.categorical]],
@@ -57,21 +63,28 @@ class ScorePipeline:
         )
         return x, cat
 
-    async def score(self, session: dict[str, Any], budget: Budget) -> ScoreResult:
+    async def run(self, request: ScoreRequest, budget: Budget) -> ScoreResponse:
         with budget.stage("features"):
-            x, cat = self.features(session)
+            x, cat = self.features(msgspec.structs.asdict(request.session))
         budget.check("model")
         with budget.stage("model"):
             res = await self.model.infer(
-                {"numeric": x, "categorical": cat}, deadline_ns=budget.deadline_ns, where="session"
+                {"numeric": x, "categorical": cat},
+                deadline_ns=budget.deadline_ns,
+                request_id=budget.request_id,
+                where="session",
             )
         prob = float(res.outputs["probability"][0, 0])
-        contrib = res.outputs["contributions"][0]
-        pairs = sorted(
-            zip(self.feature_names, (float(c) for c in contrib), strict=True),
-            key=lambda p: -abs(p[1]),
+        contrib = res.outputs["contributions"][0].tolist()
+        pairs = sorted(zip(self.feature_names, contrib, strict=True), key=lambda p: -abs(p[1]))
+        return ScoreResponse(
+            probability=prob,
+            label=prob >= self.threshold,
+            threshold=self.threshold,
+            base=self.bias,
+            explanation=[Contribution(f, c) for f, c in pairs],
+            model_versions=self.versions(),
         )
-        return ScoreResult(prob, prob >= self.threshold, self.bias, pairs, self.model.version)
 
 
 def _category(value: Any) -> str:

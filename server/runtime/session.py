@@ -12,9 +12,10 @@ import onnxruntime as ort
 
 from server.contract.dtypes import ONNX_TO_CONFIG
 from server.contract.model_config import ModelConfig, TensorConfig
+from server.errors import ModelLoadError
 from server.runtime.providers import providers_for
 
-__all__ = ["ModelLoadError", "OrtModel"]
+__all__ = ["OrtModel"]
 
 log = logging.getLogger("shopserve.runtime")
 
@@ -41,10 +42,6 @@ def _ort_strings(arr: np.ndarray) -> np.ndarray:
 def _wire_strings(arr: np.ndarray) -> np.ndarray:
     flat = [v.encode() if isinstance(v, str) else v for v in arr.ravel().tolist()]
     return np.array(flat, dtype=object).reshape(arr.shape)
-
-
-class ModelLoadError(Exception):
-    """A model version that cannot be served: the message says which file and why."""
 
 
 class OrtModel:

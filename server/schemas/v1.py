@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-import msgspec
 from msgspec import Meta
+
+from server.schemas.base import Wire
 
 __all__ = [
     "ClassifyRequest",
@@ -14,6 +15,9 @@ __all__ = [
     "ClassifyResult",
     "Contribution",
     "Item",
+    "PipelineModel",
+    "PipelineStatus",
+    "PipelinesResponse",
     "RecommendFilters",
     "RecommendRequest",
     "RecommendResponse",
@@ -26,11 +30,11 @@ __all__ = [
 ]
 
 
-class _In(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+class _In(Wire, frozen=True):
     pass
 
 
-class _Out(msgspec.Struct, omit_defaults=False):
+class _Out(Wire):
     pass
 
 
@@ -94,7 +98,7 @@ Text = Annotated[str, Meta(min_length=1, max_length=5000)]
 
 class ClassifyRequest(_In, frozen=True):
     texts: Annotated[list[Text], Meta(min_length=1, max_length=64)]
-    task: Literal["sentiment", "recommended", "department"]
+    task: Annotated[str, Meta(min_length=1, max_length=64, examples=["sentiment"])]
     budget_ms: BudgetMs | None = None
 
 
@@ -155,3 +159,25 @@ class RecommendResponse(_Out):
     degraded: bool
     ignored_items: list[str]
     model_versions: dict[str, str]
+
+
+# -- the pipelines' own listing -------------------------------------------------------------------
+
+
+class PipelineModel(_Out):
+    name: str
+    version: str  # "" when the model is not served
+    gate: str  # "passed" | "failed" | "none" (no card) | "missing"
+
+
+class PipelineStatus(_Out):
+    name: str
+    kind: str
+    version: str
+    state: str
+    reason: str
+    models: list[PipelineModel]
+
+
+class PipelinesResponse(_Out):
+    pipelines: list[PipelineStatus]

@@ -7,16 +7,17 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
+from server.schemas.base import Wire
+
 __all__ = [
     "InferOutputRequest",
     "InferRequest",
     "InferRequestInput",
-    "RepositoryIndexRequest",
     "infer_request_decoder",
 ]
 
 
-class _Wire(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class _Wire(Wire, omit_defaults=True):
     pass
 
 
@@ -38,10 +39,6 @@ class InferRequest(_Wire):
     id: str | None = None
     parameters: dict[str, Any] = {}
     outputs: list[InferOutputRequest] = []
-
-
-class RepositoryIndexRequest(_Wire):
-    ready: bool = False
 
 
 infer_request_decoder = msgspec.json.Decoder(InferRequest)

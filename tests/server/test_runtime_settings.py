@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from server.contract.model_config import decode_config
-from server.runtime.session import ModelLoadError, OrtModel
+from server.errors import ModelLoadError
+from server.runtime.session import OrtModel
 from server.settings import load_settings
 
 

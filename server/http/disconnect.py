@@ -1,0 +1,45 @@
+"""One cancellation mechanism for V1 and V2: after the body is read, a watcher waits for the
+client's `http.disconnect` and cancels the handler's task. The cancel reaches whatever the handler
+awaits (a queued envelope's future, a pipeline stage), so a request nobody waits for never runs;
+the handler answers 499, which nobody reads but the metrics count."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from litestar import Request
+
+from server.errors import ClientDisconnected
+
+__all__ = ["until_disconnect"]
+
+T = TypeVar("T")
+
+
+async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`; raise ClientDisconnected if the client goes away first."""
+    task = asyncio.current_task()
+    assert task is not None
+    gone = False
+
+    def on_message(t: asyncio.Task) -> None:
+        nonlocal gone
+        if t.cancelled() or t.exception() is not None:
+            return
+        if t.result().get("type") == "http.disconnect":
+            gone = True
+            task.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(request.receive())
+    watcher.add_done_callback(on_message)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if gone:
+            task.uncancel()
+            raise ClientDisconnected("the client closed the connection") from None
+        raise
+    finally:
+        watcher.cancel()

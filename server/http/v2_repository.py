@@ -1,0 +1,112 @@
+"""Triton's repository, statistics and metrics extensions of the V2 API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.params import FromPath
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from server.engine.model import LoadedModel
+from server.engine.repository import ModelRepository
+from server.errors import BadRequest, ModelNotFound, ModelNotReady
+from server.http.deps import MetricsDep, RepositoryDep
+from server.http.v2 import json_response
+
+__all__ = ["V2_REPOSITORY_ROUTES"]
+
+
+async def _optional_json(request: Request) -> dict[str, Any]:
+    body = await request.body()
+    if not body.strip():
+        return {}
+    try:
+        obj = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"request body: malformed JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise BadRequest("request body: expected a JSON object")
+    return obj
+
+
+@post("/v2/repository/index", status_code=200)
+async def repository_index(request: Request, repository: RepositoryDep) -> Response:
+    params = await _optional_json(request)
+    ready_only = params.get("ready", False)
+    if not isinstance(ready_only, bool):
+        raise BadRequest("ready: must be true or false")
+    rows = repository.index()
+    if ready_only:
+        rows = [r for r in rows if r["state"] == "READY"]
+    return json_response(rows)
+
+
+@post("/v2/repository/models/{model_name:str}/load", status_code=200)
+async def repository_load(
+    request: Request, repository: RepositoryDep, model_name: FromPath[str]
+) -> Response:
+    params = await _optional_json(request)
+    extra = sorted(set(params) - {"parameters"})
+    if extra:
+        raise BadRequest(f"unexpected field(s) {extra}; the load request takes `parameters`")
+    await repository.load(model_name)
+    return json_response({})
+
+
+@post("/v2/repository/models/{model_name:str}/unload", status_code=200)
+async def repository_unload(
+    request: Request, repository: RepositoryDep, model_name: FromPath[str]
+) -> Response:
+    await _optional_json(request)
+    await repository.unload(model_name)
+    return json_response({})
+
+
+def _stats(repository: ModelRepository, name: str | None, version: str | None) -> Response:
+    models: list[LoadedModel]
+    if name is None:
+        models = repository.ready_models()
+    elif version is None:
+        models = list(repository.entry(name).versions.values())
+        if not models:
+            raise ModelNotReady(f"model '{name}' is not loaded")
+    else:
+        models = [repository.get(name, version)]
+    return json_response({"model_stats": [m.stats.as_triton() for m in models]})
+
+
+@get("/v2/models/stats", sync_to_thread=False)
+def all_stats(repository: RepositoryDep) -> Response:
+    return _stats(repository, None, None)
+
+
+@get("/v2/models/{model_name:str}/stats", sync_to_thread=False)
+def model_stats(repository: RepositoryDep, model_name: FromPath[str]) -> Response:
+    return _stats(repository, model_name, None)
+
+
+@get("/v2/models/{model_name:str}/versions/{model_version:str}/stats", sync_to_thread=False)
+def model_version_stats(
+    repository: RepositoryDep, model_name: FromPath[str], model_version: FromPath[str]
+) -> Response:
+    if not model_version.isdigit():
+        raise ModelNotFound(f"unknown version '{model_version}' of model '{model_name}'")
+    return _stats(repository, model_name, model_version)
+
+
+@get("/metrics", sync_to_thread=False)
+def metrics(metrics: MetricsDep) -> Response:
+    return Response(content=generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+V2_REPOSITORY_ROUTES = [
+    repository_index,
+    repository_load,
+    repository_unload,
+    all_stats,
+    model_stats,
+    model_version_stats,
+    metrics,
+]

@@ -1,0 +1,12 @@
+"""The one base of every wire Struct, V1 and V2: unknown fields are refused, so a typo in a
+request is a 400 naming the field's `$.path` instead of a silently ignored value."""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = ["Wire"]
+
+
+class Wire(msgspec.Struct, forbid_unknown_fields=True):
+    pass
