@@ -55,3 +55,46 @@ def test_export_reads_only_the_contract_of_server():
 def test_loadtests_talk_http_only():
     for path, names in _imports("loadtests").items():
         assert not names & {"server", "kernels", "export"}, f"{path} imports {names}"
+
+
+def _server_imports() -> dict[str, set[str]]:
+    """server file -> the server sub-packages/modules it imports (`server.engine`, ...)."""
+    out: dict[str, set[str]] = {}
+    for path in (ROOT / "server").rglob("*.py"):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("server."):
+                names.add(".".join(node.module.split(".")[:2]))
+            elif isinstance(node, ast.Import):
+                names.update(
+                    ".".join(a.name.split(".")[:2]) for a in node.names if a.name.startswith("server.")
+                )
+        out[str(path.relative_to(ROOT / "server"))] = names
+    return out
+
+
+# what each layer of the server may import (besides itself); the map is docs/architecture.md
+LEAVES = {"server.contract", "server.schemas", "server.errors", "server.settings", "server.budget"}
+ALLOWED = {
+    "contract": set(),
+    "schemas": set(),
+    "errors.py": set(),
+    "settings.py": set(),
+    "metrics.py": set(),
+    "budget.py": {"server.errors"},
+    "runtime": {"server.contract", "server.errors"},
+    "batching": {"server.errors", "server.contract"},
+    "engine": {"server.batching", "server.runtime", "server.metrics"} | LEAVES,
+    "pipelines": {"server.batching"} | LEAVES,
+    "http": {"server.engine", "server.pipelines", "server.metrics", "server"} | LEAVES,
+}
+
+
+def test_server_layers_import_downwards_only():
+    for path, names in _server_imports().items():
+        top = path.split("/")[0]
+        if top not in ALLOWED:
+            continue  # app.py, main.py, cli.py, logs.py: the composition root
+        own = {f"server.{top.removesuffix('.py')}"}
+        bad = names - ALLOWED[top] - own
+        assert not bad, f"server/{path} imports {sorted(bad)}"

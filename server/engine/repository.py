@@ -17,8 +17,8 @@ from pathlib import Path
 import msgspec
 
 from server.contract.card import GateSummary, read_gate
+from server.contract.layout import model_folders, version_folders
 from server.contract.model_config import CONFIG_FILE, ModelConfig, load_config
-from server.contract.pipelines import PIPELINE_FILE
 from server.engine.model import LoadedModel
 from server.errors import BadRequest, ModelLoadError, ModelNotFound, ModelNotReady
 from server.metrics import Metrics
@@ -75,13 +75,7 @@ class ModelRepository:
 
     def scan(self) -> list[str]:
         """Model folder names under the root: every folder but hidden ones and pipelines."""
-        if not self.root.is_dir():
-            return []
-        return sorted(
-            p.name
-            for p in self.root.iterdir()
-            if p.is_dir() and not p.name.startswith(".") and not (p / PIPELINE_FILE).exists()
-        )
+        return model_folders(self.root)
 
     def index(self) -> list[dict[str, str]]:
         """Triton's repository index: every model folder and every loaded/failed version."""
@@ -211,7 +205,7 @@ class ModelRepository:
                 f"{cfg_path}: field `name` is '{config.name}' but the folder is '{name}'"
             )
         entry.config = config
-        available = sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
+        available = version_folders(folder)
         versions = config.version_policy.select(available)
         if not versions:
             raise ModelLoadError(

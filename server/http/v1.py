@@ -71,24 +71,22 @@ async def _run(
     return _respond(await until_disconnect(request, pipeline.run(req, budget)), budget)
 
 
-@post("/v1/score", status_code=200)
-async def score(request: Request, pipelines: PipelinesDep, settings: SettingsDep) -> Response:
-    return await _run(request, pipelines, settings, "score", ScoreRequest)
+def _endpoint(endpoint: str, kind: type) -> Any:
+    """The POST route of one shop endpoint."""
+
+    @post(f"/v1/{endpoint}", status_code=200, name=endpoint)
+    async def handler(request: Request, pipelines: PipelinesDep, settings: SettingsDep) -> Response:
+        return await _run(request, pipelines, settings, endpoint, kind)
+
+    return handler
 
 
-@post("/v1/classify", status_code=200)
-async def classify(request: Request, pipelines: PipelinesDep, settings: SettingsDep) -> Response:
-    return await _run(request, pipelines, settings, "classify", ClassifyRequest)
-
-
-@post("/v1/search", status_code=200)
-async def search(request: Request, pipelines: PipelinesDep, settings: SettingsDep) -> Response:
-    return await _run(request, pipelines, settings, "search", SearchRequest)
-
-
-@post("/v1/recommend", status_code=200)
-async def recommend(request: Request, pipelines: PipelinesDep, settings: SettingsDep) -> Response:
-    return await _run(request, pipelines, settings, "recommend", RecommendRequest)
+SHOP_ROUTES = [
+    _endpoint("score", ScoreRequest),
+    _endpoint("classify", ClassifyRequest),
+    _endpoint("search", SearchRequest),
+    _endpoint("recommend", RecommendRequest),
+]
 
 
 def _model_row(repository: ModelRepository, name: str) -> PipelineModel:
@@ -117,4 +115,4 @@ def list_pipelines(pipelines: PipelinesDep, repository: RepositoryDep) -> Respon
     return Response(content=_encoder.encode(PipelinesResponse(rows)), media_type="application/json")
 
 
-V1_ROUTES = [score, classify, search, recommend, list_pipelines]
+V1_ROUTES = [*SHOP_ROUTES, list_pipelines]

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from server.contract.layout import pipeline_folders, version_folders
 from server.contract.pipelines import (
     PIPELINE_FILE,
     ClassifySpec,
@@ -64,13 +65,7 @@ class PipelineRegistry:
         self._kernels_warm = False
 
     def scan(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(
-            p.name
-            for p in self.root.iterdir()
-            if (p / PIPELINE_FILE).is_file() and not p.name.startswith(".")
-        )
+        return pipeline_folders(self.root)
 
     async def load_all(self) -> None:
         for name in self.scan():
@@ -112,7 +107,7 @@ class PipelineRegistry:
                 f"{name}/{PIPELINE_FILE}: field `name` is '{spec_name}' but the folder is '{name}'"
             )
         entry.spec, entry.models = spec, list(spec.models)
-        versions = sorted(int(p.name) for p in (self.root / name).iterdir() if p.name.isdigit())
+        versions = version_folders(self.root / name)
         if not versions:
             raise ModelLoadError(f"{name}/: no numeric version folder")
         entry.version = versions[-1]

@@ -1,0 +1,29 @@
+"""Which folders of a repository are models and which are pipelines, and their versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from server.contract.pipelines import PIPELINE_FILE
+
+__all__ = ["model_folders", "pipeline_folders", "version_folders"]
+
+
+def _folders(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def model_folders(root: Path) -> list[str]:
+    """Every visible folder that is not a pipeline: a model, or a broken one to report."""
+    return [p.name for p in _folders(root) if not (p / PIPELINE_FILE).exists()]
+
+
+def pipeline_folders(root: Path) -> list[str]:
+    return [p.name for p in _folders(root) if (p / PIPELINE_FILE).is_file()]
+
+
+def version_folders(folder: Path) -> list[int]:
+    """The numeric version folders, ascending."""
+    return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
