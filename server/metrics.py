@@ -119,6 +119,12 @@ class Metrics:
             buckets=_BATCH_BUCKETS,
             registry=r,
         )
+        self.isolations = Counter(
+            "shopserve_batch_isolations",
+            "Failed batches re-run in halves so that only the failing requests get the error",
+            labels,
+            registry=r,
+        )
         self.http_requests = Counter(
             "shopserve_http_requests",
             "HTTP requests by route and status",

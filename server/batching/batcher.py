@@ -18,21 +18,15 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Protocol
 
-import numpy as np
-
-from server.batching.collate import collate, split_outputs
-from server.batching.envelope import BatchResult, Envelope
+from server.batching.envelope import Envelope
 from server.batching.latency import LatencyModel
+from server.batching.runner import BatchObserver, BatchRunner, RunFn
 from server.errors import DeadlineExceeded, InferenceFailed, ModelNotReady, Overloaded
 
-__all__ = ["BatchPolicy", "Batcher", "BatchObserver", "RunFn"]
+__all__ = ["BatchObserver", "BatchPolicy", "Batcher", "RunFn"]
 
 log = logging.getLogger("shopserve.batching")
-
-RunFn = Callable[[dict[str, np.ndarray], int], dict[str, np.ndarray]]
-"""Runs one batch on instance `i` (called in an executor thread): inputs -> outputs."""
 
 # Fraction of waits that must have gained a request for waiting to go on; and how often a
 # batcher that stopped waiting tries once more (arrival patterns change).
@@ -40,17 +34,8 @@ _WAIT_PAYS = 0.25
 _PROBE_EVERY = 256
 # A batch is not delayed closer than this to its earliest deadline: scheduling jitter, plus a
 # share of the expected run time (run times vary by a few percent between batches).
-_DEADLINE_MARGIN_NS = 500_000
-_DEADLINE_MARGIN_SHARE = 0.1
-
-
-class BatchObserver(Protocol):
-    def on_rejected(self) -> None: ...
-    def on_expired(self, env: Envelope, now_ns: int) -> None: ...
-    def on_request(
-        self, env: Envelope, ok: bool, now_ns: int, queue_ns: int, compute_ns: int
-    ) -> None: ...
-    def on_batch(self, size: int, input_ns: int, infer_ns: int, output_ns: int) -> None: ...
+_DEADLINE_MARGIN_NS = 2_000_000
+_DEADLINE_MARGIN_SHARE = 0.2
 
 
 class BatchPolicy:
@@ -92,10 +77,18 @@ class Batcher:
         self.name = name
         self.policy = policy
         self.latency = latency or LatencyModel()
-        self._run_fn = run
-        self._executor = executor
         self._observer = observer
         self._clock = clock
+        self._runner = BatchRunner(
+            name,
+            run,
+            executor,
+            observer,
+            self.latency,
+            policy.pad_values,
+            policy.dynamic_outputs,
+            clock,
+        )
         self._queue: deque[Envelope] = deque()
         self._wake = asyncio.Event()
         self._free: asyncio.Queue[int] = asyncio.Queue()
@@ -139,6 +132,12 @@ class Batcher:
                 f"model '{self.name}' queue is full ({self.policy.max_queue_size} requests)",
                 retry_after_s=1,
             )
+        if env.deadline_ns:
+            # answered 504 at the deadline, even while every instance is busy
+            delay_s = (env.deadline_ns - now) / 1e9
+            env.timer = asyncio.get_running_loop().call_later(
+                delay_s, self._runner.expire, env, env.deadline_ns, "in the queue or while running"
+            )
         self._queue.append(env)
         self._wake.set()
 
@@ -153,7 +152,7 @@ class Batcher:
                 log.warning("batcher %s: drain timed out; failing what is left", self.name)
                 self._task.cancel()
                 for env in self._queue:
-                    self._fail(env, ModelNotReady(f"model '{self.name}' was unloaded"))
+                    env.fail(ModelNotReady(f"model '{self.name}' was unloaded"))
                 self._queue.clear()
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
@@ -196,10 +195,7 @@ class Batcher:
             if env.future.done():
                 continue
             if env.expired(now):
-                self._observer.on_expired(env, now)
-                self._fail(
-                    env, DeadlineExceeded(f"deadline passed in the queue of model '{self.name}'")
-                )
+                self._runner.expire(env, now, "in the queue")
                 continue
             keep.append(env)
         self._queue = keep
@@ -295,72 +291,13 @@ class Batcher:
     async def _run(self, batch: list[Envelope], instance: int) -> None:
         try:
             now = self._clock()
-            live = []
             for env in batch:
-                if env.future.done():
-                    continue  # client went away
-                if env.expired(now):
-                    self._observer.on_expired(env, now)
-                    self._fail(
-                        env, DeadlineExceeded(f"deadline passed before model '{self.name}' ran")
-                    )
-                    continue
                 env.dequeue_ns = now
-                live.append(env)
-            if not live:
-                return
-            await self._execute(live, instance)
+            await self._runner.run(batch, instance)
         except Exception as exc:  # never leave a request hanging
             log.exception("batcher %s: batch failed outside the model", self.name)
             for env in batch:
-                self._fail(env, InferenceFailed(f"model '{self.name}': {exc}"))
+                env.fail(InferenceFailed(f"model '{self.name}': {exc}"))
         finally:
             self._free.put_nowait(instance)
             self._wake.set()
-
-    async def _execute(self, live: list[Envelope], instance: int) -> None:
-        p = self.policy
-        t0 = self._clock()
-        inputs_list = [e.inputs for e in live]
-        batch_inputs, padded = collate(inputs_list, p.pad_values)
-        rows = sum(e.rows for e in live)
-        t1 = self._clock()
-        loop = asyncio.get_running_loop()
-        try:
-            outputs, run_ns = await loop.run_in_executor(
-                self._executor, self._timed_run, batch_inputs, instance
-            )
-        except Exception as exc:
-            now = self._clock()
-            err = InferenceFailed(f"model '{self.name}' failed: {type(exc).__name__}: {exc}")
-            log.error("batcher %s: batch of %d failed: %s", self.name, rows, exc)
-            for env in live:
-                self._observer.on_request(
-                    env, False, now, env.dequeue_ns - env.arrival_ns, now - t0
-                )
-                self._fail(env, err)
-            return
-        # the model's own time, measured in the worker thread: the hand-off to and from the
-        # thread is scheduling noise on a busy machine, and the deadline margin covers it
-        self.latency.observe(rows, run_ns)
-        pieces = split_outputs(outputs, inputs_list, padded, p.dynamic_outputs)
-        t3 = self._clock()
-        # compute_output includes the hand-back from the worker thread
-        self._observer.on_batch(rows, t1 - t0, run_ns, t3 - t1 - run_ns)
-        for env, piece in zip(live, pieces, strict=True):
-            queue_ns = env.dequeue_ns - env.arrival_ns
-            if not env.future.done():
-                env.future.set_result(BatchResult(piece, queue_ns, t3 - t0, rows))
-            self._observer.on_request(env, True, t3, queue_ns, t3 - t0)
-
-    def _timed_run(
-        self, inputs: dict[str, np.ndarray], instance: int
-    ) -> tuple[dict[str, np.ndarray], int]:
-        t0 = time.perf_counter_ns()
-        out = self._run_fn(inputs, instance)
-        return out, time.perf_counter_ns() - t0
-
-    @staticmethod
-    def _fail(env: Envelope, exc: Exception) -> None:
-        if not env.future.done():
-            env.future.set_exception(exc)

@@ -50,6 +50,7 @@ class ModelStats:
         self.compute_output = _Duration()
         self.rejected = 0
         self.expired = 0
+        self.isolations = 0
         self.batches: dict[int, _BatchStat] = {}
         self._m: dict[str, Any] | None = None
         if metrics is not None:
@@ -71,6 +72,7 @@ class ModelStats:
                 "compute_s": metrics.compute_s.labels(*labels),
                 "batch": metrics.batch_size.labels(*labels),
                 "pending": metrics.pending.labels(*labels),
+                "isolations": metrics.isolations.labels(*labels),
             }
 
     # -- BatchObserver ---------------------------------------------------------------------------
@@ -91,6 +93,11 @@ class ModelStats:
         if self._m:
             self._m["expired"].inc()
             self._m["fail_expired"].inc()
+
+    def on_isolation(self, size: int) -> None:
+        self.isolations += 1
+        if self._m:
+            self._m["isolations"].inc()
 
     def on_request(
         self, env: Envelope, ok: bool, now_ns: int, queue_ns: int, compute_ns: int
@@ -163,5 +170,9 @@ class ModelStats:
                 for size, b in sorted(self.batches.items())
             ],
             "memory_usage": [],
-            "shopserve": {"rejected": self.rejected, "expired": self.expired},
+            "shopserve": {
+                "rejected": self.rejected,
+                "expired": self.expired,
+                "isolations": self.isolations,
+            },
         }

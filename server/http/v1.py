@@ -4,7 +4,9 @@ the request's budget, runs its pipeline and reports every stage in `Server-Timin
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import msgspec
@@ -12,7 +14,7 @@ from litestar import Request, Response, get, post
 
 from server.budget import Budget
 from server.engine.repository import ModelRepository
-from server.errors import ShopserveError, bad_request_from_decode
+from server.errors import DeadlineExceeded, ShopserveError, bad_request_from_decode
 from server.http.deadlines import TIMEOUT_HEADER, v1_budget
 from server.http.deps import PipelinesDep, RepositoryDep, SettingsDep
 from server.http.disconnect import until_disconnect
@@ -68,7 +70,19 @@ async def _run(
         request_id_of(request),
     )
     pipeline = pipelines.get(endpoint, endpoint)
-    return _respond(await until_disconnect(request, pipeline.run(req, budget)), budget)
+    return _respond(
+        await until_disconnect(request, _within(pipeline.run(req, budget), budget)), budget
+    )
+
+
+async def _within(work: Awaitable[T], budget: Budget) -> T:
+    """`work`, answered 504 when the budget runs out (at its next await: CPU stages can't be
+    interrupted, and each stage checks the budget before it starts)."""
+    try:
+        async with asyncio.timeout(max(0.0, budget.left_ns() / 1e9)):
+            return await work
+    except TimeoutError:
+        raise DeadlineExceeded(f"latency budget of {budget.budget_ms:g} ms spent") from None
 
 
 def _endpoint(endpoint: str, kind: type) -> Any:

@@ -1,0 +1,314 @@
+"""The batcher with a fake model whose run time per batch size is controlled."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from server.errors import DeadlineExceeded, InferenceFailed, Overloaded
+from tests.server.batching.fakes import FakeModel, envelope, make_batcher
+
+
+async def started(model: FakeModel, n: int = 1) -> None:
+    """Until the fake model has begun `n` batches: the instance is busy from then on. (A fixed
+    sleep is not enough on a loaded machine.)"""
+    for _ in range(5000):
+        if len(model.batches) >= n:
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("the model never started")
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+def test_waits_for_more_requests_when_waiting_pays():
+    async def main():
+        model = FakeModel()
+        b, rec = make_batcher(model, max_batch_size=8, max_queue_delay_us=200_000)
+        first = envelope(1.0)
+        b.submit(first)
+        await asyncio.sleep(0.02)
+        rest = [envelope(float(i)) for i in range(2, 5)]
+        for e in rest:
+            b.submit(e)
+        results = await asyncio.gather(first.future, *(e.future for e in rest))
+        await b.close()
+        assert rec.batch_sizes == [4]
+        assert [float(r.outputs["y"][0, 0]) for r in results] == [2.0, 4.0, 6.0, 8.0]
+
+    run(main())
+
+
+def test_stops_waiting_when_nobody_joins():
+    """A closed-loop client at concurrency 1: after a few fruitless waits, no more delay."""
+
+    async def main():
+        model = FakeModel(run_ms=lambda n: 0.1)
+        b, _ = make_batcher(model, max_batch_size=8, max_queue_delay_us=50_000)
+        latencies = []
+        for i in range(12):
+            e = envelope(float(i))
+            t0 = time.perf_counter()
+            b.submit(e)
+            await e.future
+            latencies.append(time.perf_counter() - t0)
+        await b.close()
+        assert latencies[0] >= 0.045  # the first request paid the full delay
+        assert max(latencies[-4:]) < 0.025  # later ones did not
+
+    run(main())
+
+
+def test_never_waits_past_the_earliest_deadline():
+    async def main():
+        model = FakeModel(run_ms=lambda n: 20.0)
+        # measured: a batch costs 20 ms; the queue delay (1 s) would blow the 100 ms deadline
+        b, rec = make_batcher(model, max_queue_delay_us=1_000_000, seed_latency={1: 20.0, 8: 20.0})
+        e = envelope(3.0, deadline_ms=100)
+        t0 = time.perf_counter()
+        b.submit(e)
+        result = await e.future
+        elapsed = time.perf_counter() - t0
+        await b.close()
+        assert float(result.outputs["y"][0, 0]) == 6.0
+        # it ran in time by the measured latency (sleep jitter on a busy machine aside) ...
+        assert elapsed < 0.11, elapsed
+        assert elapsed > 0.05  # ... and it did wait while waiting was safe
+
+    run(main())
+
+
+def test_expired_at_enqueue_is_refused_at_once():
+    async def main():
+        model = FakeModel()
+        b, rec = make_batcher(model)
+        e = envelope(1.0, deadline_ms=-1)
+        with pytest.raises(DeadlineExceeded):
+            b.submit(e)
+        await b.close()
+        assert model.batches == [] and rec.expired == 1
+
+    run(main())
+
+
+def test_expired_in_queue_is_answered_and_never_runs():
+    async def main():
+        model = FakeModel(run_ms=lambda n: 100.0)
+        b, rec = make_batcher(model, max_batch_size=1, dynamic=False)
+        busy = envelope(1.0)
+        b.submit(busy)
+        await started(model)  # the only instance is now busy for 100 ms
+        doomed = envelope(2.0, deadline_ms=30)
+        b.submit(doomed)
+        with pytest.raises(DeadlineExceeded):
+            await doomed.future
+        await busy.future
+        await b.close()
+        assert [2.0] not in model.batches
+        assert rec.expired == 1
+
+    run(main())
+
+
+def test_expired_just_before_running_never_runs():
+    async def main():
+        model = FakeModel()
+        b, rec = make_batcher(model)
+        e = envelope(5.0, deadline_ms=1)
+        await asyncio.sleep(0.005)
+        await b._run([e], await b._free.get())  # formation already happened: the last check
+        with pytest.raises(DeadlineExceeded):
+            await e.future
+        await b.close()
+        assert model.batches == []
+
+    run(main())
+
+
+def test_preferred_batch_size_is_taken_first():
+    async def main():
+        model = FakeModel(run_ms=lambda n: 30.0)
+        b, rec = make_batcher(
+            model, max_batch_size=16, preferred_batch_sizes=(4,), max_queue_delay_us=1000
+        )
+        first = envelope(0.0)
+        b.submit(first)
+        await started(model)  # busy for 30 ms
+        queued = [envelope(float(i)) for i in range(1, 7)]
+        for e in queued:
+            b.submit(e)
+        await asyncio.gather(first.future, *(e.future for e in queued))
+        await b.close()
+        assert rec.batch_sizes == [1, 4, 2]
+
+    run(main())
+
+
+def test_padding_groups_similar_lengths_and_slices_back():
+    async def main():
+        model = FakeModel(run_ms=lambda n: 30.0)
+        b, rec = make_batcher(
+            model,
+            max_batch_size=2,
+            max_queue_delay_us=1000,
+            pad_values={"x": -1.0},
+            dynamic_outputs={"y": (0,)},
+        )
+        blocker = envelope(0.0, width=1)
+        b.submit(blocker)
+        await started(model)
+        lengths = [2, 9, 3, 10]
+        envs = [envelope(float(n), width=n) for n in lengths]
+        for e in envs:
+            b.submit(e)
+        results = await asyncio.gather(*(e.future for e in envs))
+        await blocker.future
+        await b.close()
+        groups = sorted(sorted(batch) for batch in model.batches[1:])
+        assert groups == [[2.0, 3.0], [9.0, 10.0]]
+        for n, r in zip(lengths, results, strict=True):
+            assert r.outputs["y"].shape == (1, n)  # padding sliced back
+            assert np.all(r.outputs["y"] == 2.0 * n)
+
+    run(main())
+
+
+def test_full_queue_rejects_at_once():
+    async def main():
+        model = FakeModel(run_ms=lambda n: 50.0)
+        b, rec = make_batcher(model, max_batch_size=1, dynamic=False, max_queue_size=2)
+        running = envelope(0.0)
+        b.submit(running)
+        await started(model)
+        q = [envelope(1.0), envelope(2.0)]
+        for e in q:
+            b.submit(e)
+        with pytest.raises(Overloaded) as info:
+            b.submit(envelope(3.0))
+        assert info.value.headers["Retry-After"] == "1"
+        await asyncio.gather(running.future, *(e.future for e in q))
+        await b.close()
+        assert rec.rejected == 1 and rec.ok == 3
+
+    run(main())
+
+
+def test_failed_batch_isolates_the_culprit_and_former_survives():
+    async def main():
+        model = FakeModel(run_ms=lambda n: 5.0, poison=-7.0)
+        b, rec = make_batcher(model, max_batch_size=8, max_queue_delay_us=1000)
+        blocker = envelope(0.0)
+        b.submit(blocker)
+        await started(model)
+        batch = [envelope(1.0), envelope(-7.0), envelope(2.0), envelope(3.0), envelope(-7.0)]
+        for e in batch:
+            b.submit(e)
+        await blocker.future
+        for e in batch:
+            if float(e.inputs["x"][0, 0]) == -7.0:
+                with pytest.raises(InferenceFailed, match="poisoned batch"):
+                    await e.future
+            else:  # batch-mates of a poisoned request are answered
+                assert float((await e.future).outputs["y"][0, 0]) == 2 * float(e.inputs["x"][0, 0])
+        assert rec.isolations and rec.isolations[0] == 5
+        assert rec.failed == 2 and rec.ok == 4
+        after = envelope(4.0)
+        b.submit(after)
+        assert float((await after.future).outputs["y"][0, 0]) == 8.0
+        await b.close()
+
+    run(main())
+
+
+def test_disconnected_request_is_dropped_before_it_runs():
+    async def main():
+        model = FakeModel(run_ms=lambda n: 40.0)
+        b, _ = make_batcher(model, max_batch_size=1, dynamic=False)
+        blocker = envelope(0.0)
+        b.submit(blocker)
+        await started(model)
+        gone = envelope(9.0)
+        b.submit(gone)
+        gone.future.cancel()  # what the HTTP layer does when the client goes away
+        await blocker.future
+        await b.close()
+        assert [9.0] not in model.batches
+
+    run(main())
+
+
+def test_many_concurrent_requests_each_get_their_own_rows():
+    async def main():
+        model = FakeModel(run_ms=lambda n: 0.5 + 0.05 * n)
+        b, rec = make_batcher(model, instances=2, max_batch_size=32, max_queue_delay_us=2000)
+
+        async def one(i: int) -> None:
+            e = envelope(float(i), rows=1 + i % 3)
+            await asyncio.sleep((i % 7) / 1000)
+            b.submit(e)
+            r = await e.future
+            assert r.outputs["y"].shape == (1 + i % 3, 1)
+            assert np.all(r.outputs["y"] == 2.0 * i)
+
+        await asyncio.gather(*(one(i) for i in range(300)))
+        await b.close()
+        assert rec.ok == 300
+        assert max(rec.batch_sizes) > 1 and max(rec.batch_sizes) <= 32
+
+    run(main())
+
+
+def test_close_finishes_everything_queued():
+    async def main():
+        model = FakeModel(run_ms=lambda n: 5.0)
+        b, rec = make_batcher(model, max_batch_size=2, dynamic=False)
+        envs = [envelope(float(i)) for i in range(5)]
+        for e in envs:
+            b.submit(e)
+        await b.close()
+        assert all(e.future.done() and not e.future.cancelled() for e in envs)
+        assert rec.ok == 5
+
+    run(main())
+
+
+def test_deadline_answers_504_while_every_instance_is_busy():
+    """A 30 ms request queued behind 300 ms of work is answered at its deadline, not after."""
+
+    async def main():
+        model = FakeModel(run_ms=lambda n: 300.0)
+        b, rec = make_batcher(model, max_batch_size=1, dynamic=False)
+        blocker = envelope(0.0)
+        b.submit(blocker)
+        await started(model)
+        e = envelope(1.0, deadline_ms=30)
+        t0 = time.perf_counter()
+        b.submit(e)
+        with pytest.raises(DeadlineExceeded):
+            await e.future
+        waited_ms = (time.perf_counter() - t0) * 1000
+        assert waited_ms < 150, waited_ms  # not after the 300 ms run (target 30 + 15: bench faults)
+        await blocker.future
+        assert rec.expired == 1
+        await b.close()
+
+    run(main())
+
+
+def test_result_arriving_after_the_deadline_is_dropped():
+    async def main():
+        model = FakeModel(run_ms=lambda n: 80.0)
+        b, rec = make_batcher(model, max_batch_size=1, dynamic=False)
+        e = envelope(1.0, deadline_ms=30)
+        b.submit(e)
+        with pytest.raises(DeadlineExceeded):
+            await e.future
+        await b.close()  # the run finishes; its late result goes nowhere
+        assert rec.ok == 0 and rec.expired == 1
+
+    run(main())
