@@ -5,7 +5,7 @@ written once."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +29,21 @@ class TensorSpec:
     data_type: str  # Triton's name: TYPE_FP32, TYPE_INT64 ...
     dims: tuple[int, ...]  # without the batch dim; -1 for a dynamic dim
     pad_value: int | float = 0  # for a dynamic dim: what the batcher pads with
+    # bounds the server checks before queueing (a bad request must not fail its batch-mates):
+    min_value: int | float | None = None  # inclusive value range of integer inputs (ids)
+    max_value: int | float | None = None
+    max_dims: tuple[int, ...] = ()  # the largest size of each -1 dim (position table)
 
     def config(self) -> TensorConfig:
         return TensorConfig(
-            name=self.name, data_type=self.data_type, dims=list(self.dims), pad_value=self.pad_value
-        )  # type: ignore[arg-type]
+            name=self.name,
+            data_type=self.data_type,  # type: ignore[arg-type]
+            dims=list(self.dims),
+            pad_value=self.pad_value,
+            min_value=self.min_value,
+            max_value=self.max_value,
+            max_dims=list(self.max_dims),
+        )
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,16 @@ class OnnxSpec:
     @property
     def output_names(self) -> list[str]:
         return [t.name for t in self.outputs]
+
+    def with_tensor(self, tensor: TensorSpec) -> OnnxSpec:
+        """This spec with the same-named tensor replaced (a width known only after training)."""
+        if tensor.name not in (*self.input_names, *self.output_names):
+            raise KeyError(f"{self.name} has no tensor `{tensor.name}`")
+
+        def swap(ts: tuple[TensorSpec, ...]) -> tuple[TensorSpec, ...]:
+            return tuple(tensor if t.name == tensor.name else t for t in ts)
+
+        return replace(self, inputs=swap(self.inputs), outputs=swap(self.outputs))
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
         """torch.onnx's dynamic axes: the batch axis (when batched) and every -1 dim."""

@@ -45,6 +45,7 @@ def create_app(
         metrics=metrics,
         device_setting=settings.device,
         graceful_timeout_s=settings.graceful_timeout_s,
+        max_dynamic_dim=settings.limits.max_dynamic_dim,
     )
     pipelines = PipelineRegistry(settings.repository_path, models or repository)
     repository.listeners.append(pipelines.model_changed)

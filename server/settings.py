@@ -10,11 +10,24 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["Limits", "Settings", "load_settings"]
 
 _ENV_PREFIX = "SHOPSERVE_"
 # the SLOs of the storefront: recommend and search p99 <= 50 ms, classify <= 100, score <= 20
 DEFAULT_BUDGETS_MS = {"recommend": 50.0, "search": 50.0, "classify": 100.0, "score": 20.0}
+
+
+class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Global bounds on one request, checked before anything large is allocated (a model's own
+    bounds in its config.toml are checked after decoding, before it is queued)."""
+
+    max_rank: Annotated[int, Meta(ge=1, le=32)] = 8  # dims per input
+    max_elements: Annotated[int, Meta(ge=1)] = 16 * 1024 * 1024  # per input
+    max_bytes_elements: Annotated[int, Meta(ge=1)] = 65_536  # BYTES elements per input
+    max_bytes_length: Annotated[int, Meta(ge=1)] = 1024 * 1024  # bytes per BYTES element
+    # the largest -1 dim of a model whose config sets no `max_dims`: bounds the memory that
+    # padding a batch to its longest request can take (rows x this)
+    max_dynamic_dim: Annotated[int, Meta(ge=1)] = 8192
 
 
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -37,6 +50,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     http: Literal["httptools", "h11", "auto"] = "httptools"
     loop: Literal["uvloop", "asyncio", "auto"] = "uvloop"
     access_log: bool = False
+    limits: Limits = Limits()
     # the shop endpoints' default latency budgets (the pipeline serving /v1/X is the folder X)
     budgets_ms: dict[str, Annotated[float, Meta(gt=0, le=60_000)]] = msgspec.field(
         default_factory=lambda: dict(DEFAULT_BUDGETS_MS)

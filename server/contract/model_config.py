@@ -67,10 +67,28 @@ class TensorConfig(_Base, frozen=True):
     dims: list[Dim]
     # extension: padding for a dynamic non-batch dim (token ids) when requests are batched
     pad_value: int | float = 0
+    # extension: bounds checked before a request is queued (a 400 naming the input), so that one
+    # bad request never fails the batch it would join. Inclusive value range (integer inputs:
+    # vocabulary size, catalogue size; `pad_value` is always allowed) and the largest size of
+    # each -1 dim, in order (a position table; also what bounds padding memory).
+    min_value: int | float | None = None
+    max_value: int | float | None = None
+    max_dims: list[Annotated[int, Meta(ge=1)]] = []
 
     def __post_init__(self) -> None:
         if any(d == 0 for d in self.dims):
             raise ValueError(f"dims of `{self.name}` must be >= 1 or -1 (dynamic), got {self.dims}")
+        if self.max_dims and len(self.max_dims) != self.dims.count(-1):
+            raise ValueError(
+                f"max_dims of `{self.name}` needs one bound per -1 dim of {self.dims}, "
+                f"got {self.max_dims}"
+            )
+        if (
+            self.min_value is not None
+            and self.max_value is not None
+            and self.min_value > self.max_value
+        ):
+            raise ValueError(f"min_value of `{self.name}` is above its max_value")
 
     @property
     def datatype(self) -> str:

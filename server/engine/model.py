@@ -45,7 +45,9 @@ class LoadedModel:
         metrics: Metrics | None,
         folder: Path | None = None,
         gate: GateSummary | None = None,
+        max_dynamic_dim: int = 8192,
     ) -> None:
+        self.max_dynamic_dim = max_dynamic_dim
         self.config = config
         self.folder = folder if folder is not None else runner.path.parent  # the version folder
         self.gate = gate  # the card's verdict, None for a model without a card
@@ -124,7 +126,7 @@ class LoadedModel:
         clock, 0 = none); the config's default timeout applies from now when it is sooner.
         A client that goes away cancels the task awaiting here, which cancels the queued
         envelope's future: the batcher then drops it before it runs."""
-        rows = check_inputs(self.config, inputs, where)
+        rows = check_inputs(self.config, inputs, where, self.max_dynamic_dim)
         arrival = time.monotonic_ns()
         deadline = deadline_for(self.config, arrival, None)
         if deadline_ns:

@@ -62,7 +62,9 @@ class ModelRepository:
         metrics: Metrics | None = None,
         device_setting: str = "auto",
         graceful_timeout_s: float = 30.0,
+        max_dynamic_dim: int = 8192,
     ) -> None:
+        self.max_dynamic_dim = max_dynamic_dim
         self.root = Path(root)
         self.metrics = metrics
         self.device_setting = device_setting
@@ -240,7 +242,9 @@ class ModelRepository:
         if not path.is_file():
             raise ModelLoadError(f"{path}: model file missing")
         runner = OrtModel(path, config, self.device_setting)
-        model = LoadedModel(config, version, runner, self.metrics, folder, gate)
+        model = LoadedModel(
+            config, version, runner, self.metrics, folder, gate, self.max_dynamic_dim
+        )
         try:
             model.warmup()
         except Exception as exc:

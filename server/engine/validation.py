@@ -8,14 +8,17 @@ from collections.abc import Mapping
 import numpy as np
 
 from server.contract.dtypes import V2_TO_NUMPY
-from server.contract.model_config import ModelConfig
+from server.contract.model_config import ModelConfig, TensorConfig
 from server.errors import BadRequest
 
 __all__ = ["check_inputs"]
 
 
 def check_inputs(
-    config: ModelConfig, inputs: Mapping[str, np.ndarray], where: str = "inputs"
+    config: ModelConfig,
+    inputs: Mapping[str, np.ndarray],
+    where: str = "inputs",
+    max_dynamic_dim: int = 8192,
 ) -> int:
     """Raise BadRequest unless `inputs` fit `config`; return the number of batch rows (1 for
     models without batching)."""
@@ -51,6 +54,7 @@ def check_inputs(
             )
         if any(h == 0 for h in dims):
             raise BadRequest(f"{where}.{name}: shape {list(arr.shape)} has an empty dimension")
+        _check_bounds(spec, arr, dims, f"{where}.{name}", max_dynamic_dim)
         if batched:
             n = arr.shape[0]
             if n < 1:
@@ -66,6 +70,32 @@ def check_inputs(
                 )
             rows = n
     return rows or 1
+
+
+def _check_bounds(
+    spec: TensorConfig, arr: np.ndarray, dims: tuple[int, ...], where: str, max_dynamic_dim: int
+) -> None:
+    """The config's value range and maximum dynamic dims (what the model can take: vocabulary,
+    catalogue, position table); -1 dims without a bound of their own get `max_dynamic_dim`."""
+    if spec.dynamic_axes:
+        sizes = [h for w, h in zip(spec.dims, dims, strict=True) if w == -1]
+        bounds = spec.max_dims or [max_dynamic_dim] * len(sizes)
+        for size, bound in zip(sizes, bounds, strict=True):
+            if size > bound:
+                raise BadRequest(
+                    f"{where}: dynamic dim of {size} exceeds the model's maximum of {bound}"
+                )
+    lo, hi = spec.min_value, spec.max_value
+    if (lo is None and hi is None) or arr.size == 0 or arr.dtype.kind not in "iuf":
+        return
+    values = arr[arr != spec.pad_value] if spec.dynamic_axes else arr
+    if values.size == 0:
+        return
+    if lo is not None and values.min() < lo or hi is not None and values.max() > hi:
+        raise BadRequest(
+            f"{where}: values must lie in [{lo}, {hi}] (pad {spec.pad_value} allowed); "
+            f"got [{values.min()}, {values.max()}]"
+        )
 
 
 def _v2(dtype: np.dtype) -> str:

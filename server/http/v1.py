@@ -13,12 +13,12 @@ import msgspec
 from litestar import Request, Response, get, post
 
 from server.budget import Budget
-from server.engine.repository import ModelRepository
 from server.errors import DeadlineExceeded, ShopserveError, bad_request_from_decode
 from server.http.deadlines import TIMEOUT_HEADER, v1_budget
-from server.http.deps import PipelinesDep, RepositoryDep, SettingsDep
+from server.http.deps import PipelinesDep, SettingsDep
 from server.http.disconnect import until_disconnect
 from server.http.responses import request_id_of
+from server.pipelines.base import ModelSource
 from server.pipelines.registry import PipelineEntry, PipelineRegistry
 from server.schemas.v1 import (
     ClassifyRequest,
@@ -103,29 +103,32 @@ SHOP_ROUTES = [
 ]
 
 
-def _model_row(repository: ModelRepository, name: str) -> PipelineModel:
+def _model_row(models: ModelSource, name: str) -> PipelineModel:
     try:
-        model = repository.get(name)
+        model = models.get_model(name)
     except ShopserveError:
         return PipelineModel(name, "", "missing")
-    gate = "none" if model.gate is None else "passed" if model.gate.passed else "failed"
+    card = getattr(model, "gate", None)  # the engine's models carry their card's gate
+    gate = "none" if card is None else "passed" if card.passed else "failed"
     return PipelineModel(name, str(model.version), gate)
 
 
-def _status(entry: PipelineEntry, repository: ModelRepository) -> PipelineStatus:
+def _status(entry: PipelineEntry, models: ModelSource) -> PipelineStatus:
     return PipelineStatus(
         name=entry.name,
         kind=entry.kind,
         version="" if entry.version is None else str(entry.version),
         state=entry.state,
         reason=entry.reason,
-        models=[_model_row(repository, m) for m in entry.models],
+        models=[_model_row(models, m) for m in entry.models],
     )
 
 
 @get("/v1/pipelines", sync_to_thread=False)
-def list_pipelines(pipelines: PipelinesDep, repository: RepositoryDep) -> Response:
-    rows = [_status(e, repository) for _, e in sorted(pipelines.entries.items())]
+def list_pipelines(pipelines: PipelinesDep) -> Response:
+    """The models are looked up where the pipelines get them (the engine, or the `models` given
+    to `create_app`), so a row never contradicts the pipeline it belongs to."""
+    rows = [_status(e, pipelines.models) for _, e in sorted(pipelines.entries.items())]
     return Response(content=_encoder.encode(PipelinesResponse(rows)), media_type="application/json")
 
 

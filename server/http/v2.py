@@ -19,11 +19,12 @@ from server.engine.model import LoadedModel
 from server.engine.repository import ModelRepository
 from server.errors import BadRequest, ModelNotReady
 from server.http.deadlines import TIMEOUT_HEADER, v2_timeout_us
-from server.http.deps import RepositoryDep
+from server.http.deps import RepositoryDep, SettingsDep
 from server.http.disconnect import until_disconnect
 from server.http.responses import request_id_of
 from server.http.v2_codec import decode_infer_request, decode_inputs, encode_infer_response
 from server.schemas.v2 import InferRequest
+from server.settings import Limits
 
 __all__ = ["V2_ROUTES", "json_response"]
 
@@ -142,14 +143,18 @@ def _wanted_outputs(req: InferRequest, model: LoadedModel) -> list[str]:
 
 
 async def _infer(
-    request: Request, repository: ModelRepository, name: str, version: str | None
+    request: Request,
+    repository: ModelRepository,
+    limits: Limits,
+    name: str,
+    version: str | None,
 ) -> Response:
     arrival = time.monotonic_ns()
     rid = request_id_of(request)
     model = repository.get(name, version)
     body = await request.body()
     req, binary = decode_infer_request(body, request.headers.get("inference-header-content-length"))
-    inputs = decode_inputs(req, binary)
+    inputs = decode_inputs(req, binary, limits)
     timeout_us = v2_timeout_us(req.parameters, request.headers.get(TIMEOUT_HEADER))
     wanted = _wanted_outputs(req, model)
     deadline = model.deadline(arrival, timeout_us)
@@ -172,18 +177,21 @@ async def _infer(
 
 
 @post("/v2/models/{model_name:str}/infer", status_code=200)
-async def infer(request: Request, repository: RepositoryDep, model_name: FromPath[str]) -> Response:
-    return await _infer(request, repository, model_name, None)
+async def infer(
+    request: Request, repository: RepositoryDep, settings: SettingsDep, model_name: FromPath[str]
+) -> Response:
+    return await _infer(request, repository, settings.limits, model_name, None)
 
 
 @post("/v2/models/{model_name:str}/versions/{model_version:str}/infer", status_code=200)
 async def infer_version(
     request: Request,
     repository: RepositoryDep,
+    settings: SettingsDep,
     model_name: FromPath[str],
     model_version: FromPath[str],
 ) -> Response:
-    return await _infer(request, repository, model_name, model_version)
+    return await _infer(request, repository, settings.limits, model_name, model_version)
 
 
 V2_ROUTES = [

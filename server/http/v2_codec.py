@@ -14,6 +14,7 @@ import numpy as np
 from server.contract.dtypes import V2_TO_NUMPY, numpy_to_v2, v2_itemsize
 from server.errors import BadRequest, bad_request_from_decode
 from server.schemas.v2 import InferRequest, InferRequestInput, infer_request_decoder
+from server.settings import Limits
 
 __all__ = [
     "decode_infer_request",
@@ -23,6 +24,7 @@ __all__ = [
 ]
 
 _json_encoder = msgspec.json.Encoder()
+_DEFAULT_LIMITS = Limits()
 _U32 = struct.Struct("<I")
 
 
@@ -46,10 +48,18 @@ def decode_infer_request(body: bytes, header_length: str | None) -> tuple[InferR
         req = infer_request_decoder.decode(head)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise bad_request_from_decode(exc) from None
+    except RecursionError:  # msgspec decodes `data` (any JSON) recursively
+        raise BadRequest("request body: JSON nested too deeply") from None
     return req, rest
 
 
-def _decode_bytes_elements(buf: memoryview, count: int, where: str) -> np.ndarray:
+def _decode_bytes_elements(buf: memoryview, count: int, where: str, limits: Limits) -> np.ndarray:
+    if count > limits.max_bytes_elements:
+        raise BadRequest(
+            f"{where}: {count} BYTES elements exceed the limit of {limits.max_bytes_elements}"
+        )
+    if 4 * count > len(buf):
+        raise BadRequest(f"{where}: {len(buf)} bytes cannot hold {count} length-prefixed elements")
     out = np.empty(count, dtype=object)
     pos = 0
     for i in range(count):
@@ -59,6 +69,11 @@ def _decode_bytes_elements(buf: memoryview, count: int, where: str) -> np.ndarra
         pos += 4
         if pos + n > len(buf):
             raise BadRequest(f"{where}: BYTES element {i} of {n} bytes runs past the data")
+        if n > limits.max_bytes_length:
+            raise BadRequest(
+                f"{where}: BYTES element {i} of {n} bytes exceeds the limit of "
+                f"{limits.max_bytes_length}"
+            )
         out[i] = bytes(buf[pos : pos + n])
         pos += n
     if pos != len(buf):
@@ -66,8 +81,9 @@ def _decode_bytes_elements(buf: memoryview, count: int, where: str) -> np.ndarra
     return out
 
 
-def _flatten(data: Any, where: str) -> list:
-    """Nested JSON lists -> a flat list (Triton accepts both flat and nested row-major)."""
+def _flatten(data: Any, where: str, rank: int) -> list:
+    """Nested JSON lists -> a flat list (Triton accepts both flat and nested row-major); nested
+    no deeper than the input's rank."""
     if not isinstance(data, list):
         raise BadRequest(f"{where}.data: expected a list, got {type(data).__name__}")
     if not data or not isinstance(data[0], list):
@@ -77,6 +93,8 @@ def _flatten(data: Any, where: str) -> list:
     while stack:
         for item in stack[-1]:
             if isinstance(item, list):
+                if len(stack) >= max(rank, 1):
+                    raise BadRequest(f"{where}.data: nested deeper than the shape's {rank} dims")
                 stack.append(iter(item))
                 break
             flat.append(item)
@@ -86,7 +104,7 @@ def _flatten(data: Any, where: str) -> list:
 
 
 def _decode_json_data(inp: InferRequestInput, count: int, where: str) -> np.ndarray:
-    flat = _flatten(inp.data, where)
+    flat = _flatten(inp.data, where, len(inp.shape))
     if len(flat) != count:
         raise BadRequest(
             f"{where}.data: {len(flat)} elements do not match shape {inp.shape} ({count})"
@@ -121,7 +139,28 @@ def _decode_json_data(inp: InferRequestInput, count: int, where: str) -> np.ndar
     return arr.astype(dtype, copy=False)
 
 
-def decode_inputs(req: InferRequest, binary: memoryview) -> dict[str, np.ndarray]:
+def _element_count(shape: list[int], where: str, limits: Limits) -> int:
+    """Elements of `shape`, refusing ranks and sizes over the limits before any allocation."""
+    if len(shape) > limits.max_rank:
+        raise BadRequest(f"{where}.shape: {len(shape)} dims exceed the limit of {limits.max_rank}")
+    count = 1
+    for d in shape:
+        if d > limits.max_elements:
+            raise BadRequest(
+                f"{where}.shape: dim {d} exceeds the limit of {limits.max_elements} elements"
+            )
+        count *= d
+    if count > limits.max_elements:
+        raise BadRequest(
+            f"{where}.shape: {shape} holds {count} elements, over the limit of "
+            f"{limits.max_elements}"
+        )
+    return count
+
+
+def decode_inputs(
+    req: InferRequest, binary: memoryview, limits: Limits = _DEFAULT_LIMITS
+) -> dict[str, np.ndarray]:
     """Every input as a numpy array of its declared shape and datatype."""
     out: dict[str, np.ndarray] = {}
     pos = 0
@@ -131,9 +170,7 @@ def decode_inputs(req: InferRequest, binary: memoryview) -> dict[str, np.ndarray
             raise BadRequest(f"{where}: input given twice")
         if inp.datatype not in V2_TO_NUMPY:
             raise BadRequest(f"{where}.datatype: unknown datatype '{inp.datatype}'")
-        count = 1
-        for d in inp.shape:
-            count *= d
+        count = _element_count(inp.shape, where, limits)
         size = inp.parameters.get("binary_data_size")
         if size is not None:
             if inp.data is not None:
@@ -150,7 +187,7 @@ def decode_inputs(req: InferRequest, binary: memoryview) -> dict[str, np.ndarray
             chunk = binary[pos : pos + size]
             pos += size
             if inp.datatype == "BYTES":
-                flat = _decode_bytes_elements(chunk, count, where)
+                flat = _decode_bytes_elements(chunk, count, where, limits)
             else:
                 itemsize = v2_itemsize(inp.datatype)
                 if size != count * itemsize:

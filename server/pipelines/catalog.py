@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -13,14 +14,33 @@ from server.contract.pipelines import CatalogFiles, artifact_path
 from server.errors import BadRequest, ModelLoadError
 from server.schemas.v1 import Item
 
-__all__ = ["Catalog", "load_embeddings"]
+__all__ = ["Catalog", "load_embeddings", "load_json", "load_npy"]
+
+
+def load_npy(folder: Path, name: str) -> np.ndarray:
+    """The artifact `name` of `folder` as an array; a missing or unreadable file is a
+    ModelLoadError naming it."""
+    path = artifact_path(folder, name)
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: {exc}") from None
+
+
+def load_json(folder: Path, name: str) -> Any:
+    """The JSON artifact `name` of `folder`; a missing or malformed file names itself."""
+    path = artifact_path(folder, name)
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: {exc}") from None
 
 
 class Catalog:
     def __init__(self, folder: Path, files: CatalogFiles) -> None:
-        self.ids: list[str] = json.loads(artifact_path(folder, files.item_ids).read_text())
-        self.titles: list[str] = json.loads(artifact_path(folder, files.item_titles).read_text())
-        prices = np.load(artifact_path(folder, files.item_prices), allow_pickle=False)
+        self.ids: list[str] = load_json(folder, files.item_ids)
+        self.titles: list[str] = load_json(folder, files.item_titles)
+        prices = load_npy(folder, files.item_prices)
         self.prices = prices.astype(np.float32)
         if not (len(self.ids) == len(self.titles) == len(self.prices)):
             raise ModelLoadError(
@@ -58,7 +78,7 @@ class Catalog:
 
 def load_embeddings(folder: Path, name: str, n_items: int) -> ItemMatrix:
     """float32 [n_items, dim] embeddings aligned with the catalogue's rows."""
-    emb = np.load(artifact_path(folder, name), allow_pickle=False)
+    emb = load_npy(folder, name)
     if emb.ndim != 2 or emb.shape[0] != n_items:
         raise ModelLoadError(
             f"{folder}: {name} has shape {list(emb.shape)}; expected [{n_items}, dim] "

@@ -4,14 +4,13 @@ kernel that built the training features."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from kernels import FeatureSpec, FeatureTables, assemble_features
 from server.contract.pipelines import RankingSpec, artifact_path
 from server.errors import ModelLoadError
 from server.pipelines.base import InferModel
+from server.pipelines.catalog import load_json, load_npy
 
 __all__ = ["Ranking"]
 
@@ -25,12 +24,9 @@ class Ranking:
             self.features_spec = FeatureSpec.load(artifact_path(folder, spec.feature_spec))
             t = spec.tables
             self.tables = FeatureTables(
-                **{
-                    f: np.load(artifact_path(folder, getattr(t, f)), allow_pickle=False)
-                    for f in t.__struct_fields__
-                }
+                **{f: load_npy(folder, getattr(t, f)) for f in t.__struct_fields__}
             )
-            ids = json.loads(artifact_path(folder, spec.user_ids).read_text())
+            ids = load_json(folder, spec.user_ids)
         except (OSError, ValueError, KeyError) as exc:
             raise ModelLoadError(
                 f"{model.name}/{model.version}: ranking artifacts: {exc}"

@@ -13,10 +13,10 @@ import numpy as np
 
 from kernels import ItemMatrix, topk_inner_product
 from server.budget import Budget
-from server.contract.pipelines import RecommendSpec, artifact_path
+from server.contract.pipelines import RecommendSpec
 from server.errors import DeadlineExceeded, ModelNotFound, ModelNotReady
 from server.pipelines.base import InferModel, ModelSource
-from server.pipelines.catalog import Catalog, load_embeddings
+from server.pipelines.catalog import Catalog, load_embeddings, load_npy
 from server.pipelines.ranking import Ranking
 from server.schemas.v1 import Item, RecommendFilters, RecommendRequest, RecommendResponse
 
@@ -55,7 +55,7 @@ class RecommendPipeline:
     def load(cls, spec: RecommendSpec, folder: Path, models: ModelSource) -> RecommendPipeline:
         catalog = Catalog(folder, spec.catalog)
         items = load_embeddings(folder, spec.item_embeddings, len(catalog))
-        pop = np.load(artifact_path(folder, spec.popularity), allow_pickle=False)
+        pop = load_npy(folder, spec.popularity)
         encoder = models.get_model(spec.query_encoder)
         ranking = None
         if spec.ranking is not None:

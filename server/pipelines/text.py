@@ -8,12 +8,17 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from server.errors import ModelLoadError
+
 __all__ = ["TextEncoder"]
 
 
 class TextEncoder:
     def __init__(self, path: Path, max_tokens: int = 128) -> None:
-        self.tokenizer = Tokenizer.from_file(str(path))
+        try:
+            self.tokenizer = Tokenizer.from_file(str(path))
+        except Exception as exc:  # tokenizers raises a bare Exception that names no file
+            raise ModelLoadError(f"{path}: cannot read the tokenizer: {exc}") from None
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_tokens)
 
