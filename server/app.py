@@ -15,6 +15,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from server import __version__
+from server.control import RepositoryPoller, expected_models
 from server.engine.repository import ModelRepository
 from server.http.counting import ResponseCounter
 from server.http.responses import exception_handlers
@@ -50,14 +51,20 @@ def create_app(
     pipelines = PipelineRegistry(settings.repository_path, models or repository)
     repository.listeners.append(pipelines.model_changed)
 
+    poller = RepositoryPoller(repository, pipelines)
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await _load(settings, repository, pipelines)
+        if settings.model_control_mode == "poll":
+            poller.remember()
+            poller.start(settings.repository_poll_secs)
         app.state.started = True
         try:
             yield
         finally:
             app.state.draining = True
+            await poller.stop()
             await repository.close()
             log.info("drained")
 
@@ -86,8 +93,7 @@ def _provide(value: Any) -> Provide:
 async def _load(
     settings: Settings, repository: ModelRepository, pipelines: PipelineRegistry
 ) -> None:
-    names = list(settings.load_models) if settings.model_control_mode == "explicit" else None
-    await repository.load_all(names)
+    await repository.load_all(expected_models(settings, repository.root))
     for r in repository.index():
         if r["state"] != "READY":
             log.error("model %s %s not ready: %s", r["name"], r["version"], r["reason"])

@@ -9,6 +9,8 @@ __all__ = [
     "BY_STATUS",
     "BadRequest",
     "ClientDisconnected",
+    "Forbidden",
+    "Unauthorized",
     "ModelLoadError",
     "MethodNotAllowed",
     "UnsupportedMediaType",
@@ -47,6 +49,23 @@ class ModelLoadError(ShopserveError):
 
     status_code = 400
     code = "load_failed"
+
+
+class Unauthorized(ShopserveError):
+    """An admin call without `Authorization: Bearer <token>` while a token is configured."""
+
+    status_code = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(ShopserveError):
+    """A wrong admin token, or model control that this server's mode refuses (Triton: 400)."""
+
+    status_code = 403
+    code = "forbidden"
 
 
 class ModelNotFound(ShopserveError):
@@ -110,6 +129,8 @@ BY_STATUS: dict[int, type[ShopserveError]] = {
     cls.status_code: cls
     for cls in (
         BadRequest,
+        Unauthorized,
+        Forbidden,
         ModelNotFound,
         MethodNotAllowed,
         PayloadTooLarge,

@@ -5,6 +5,7 @@ lifespan drains every model queue; the process exits 0."""
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import signal
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ import uvicorn
 
 from server.app import create_app
 from server.logs import configure_logging
-from server.settings import load_settings
+from server.settings import Settings, load_settings
 
 __all__ = ["run"]
 
@@ -42,6 +43,18 @@ class _Server(uvicorn.Server):
                 signal.signal(s, h)
 
 
+def _open_admin(settings: Settings) -> bool:
+    """Explicit model control on a non-loopback host with no token and no explicit consent."""
+    if settings.model_control_mode != "explicit" or settings.admin_token:
+        return False
+    if settings.allow_open_admin:
+        return False
+    try:
+        return not ipaddress.ip_address(settings.host).is_loopback
+    except ValueError:
+        return settings.host != "localhost"
+
+
 def run(
     *,
     config_file: Path | None = None,
@@ -60,6 +73,13 @@ def run(
     configure_logging(settings.log_level, settings.log_format)
     if not settings.repository_path.is_dir():
         log.error("model repository %s does not exist", settings.repository_path)
+        return 2
+    if _open_admin(settings):
+        log.error(
+            "refusing to serve model control on %s without an admin token: set admin_token "
+            "(SHOPSERVE_ADMIN_TOKEN), listen on a loopback host, or set allow_open_admin = true",
+            settings.host,
+        )
         return 2
     app = create_app(settings)
     http: Any = settings.http

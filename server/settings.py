@@ -40,10 +40,20 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     log_format: Literal["json", "text"] = "json"
     # seconds that SIGTERM waits for queued and running requests before giving up
     graceful_timeout_s: Annotated[float, Meta(ge=0)] = 30.0
-    # load every model found at start-up ("poll" is not offered: loads go through the API)
-    model_control_mode: Literal["none", "explicit"] = "none"
-    # in explicit mode, the models loaded at start-up
+    # Triton's model control modes. "none": the repository as found at start-up, load/unload
+    # refused; "poll": the repository is watched every `repository_poll_secs` and new, changed
+    # and removed models follow it (load/unload refused); "explicit": load/unload through the
+    # API, start-up loads `load_models` (["*"]: every model)
+    model_control_mode: Literal["none", "poll", "explicit"] = "none"
+    repository_poll_secs: Annotated[float, Meta(gt=0, le=3600)] = 5.0
     load_models: list[str] = []
+    # when set, load and unload need `Authorization: Bearer <admin_token>`
+    admin_token: str = ""
+    # explicit mode on a non-loopback host without a token refuses to start unless this is true
+    allow_open_admin: bool = False
+    # ready only when every model and pipeline that should be loaded is READY (Triton's
+    # --strict-readiness); false: when the server is up and at least one is
+    strict_readiness: bool = True
     # "auto": cuda when it loads; "cpu": never try cuda (quiet start on CPU-only machines)
     device: Literal["auto", "cpu"] = "auto"
     # ASGI server choices, measured in docs/performance.md

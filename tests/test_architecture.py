@@ -86,7 +86,7 @@ ALLOWED = {
     "batching": {"server.errors", "server.contract"},
     "engine": {"server.batching", "server.runtime", "server.metrics"} | LEAVES,
     "pipelines": {"server.batching"} | LEAVES,
-    "http": {"server.engine", "server.pipelines", "server.metrics", "server"} | LEAVES,
+    "http": {"server.engine", "server.pipelines", "server.metrics", "server.control"} | LEAVES,
 }
 
 

@@ -15,11 +15,12 @@ from litestar.params import FromPath
 from server import __version__
 from server.budget import server_timing
 from server.contract.model_config import TensorConfig, triton_config
+from server.control import is_ready
 from server.engine.model import LoadedModel
 from server.engine.repository import ModelRepository
 from server.errors import BadRequest, ModelNotReady
 from server.http.deadlines import TIMEOUT_HEADER, v2_timeout_us
-from server.http.deps import RepositoryDep, SettingsDep
+from server.http.deps import PipelinesDep, RepositoryDep, SettingsDep
 from server.http.disconnect import until_disconnect
 from server.http.responses import request_id_of
 from server.http.v2_codec import decode_infer_request, decode_inputs, encode_infer_response
@@ -50,8 +51,14 @@ def live() -> Response:
 
 
 @get("/v2/health/ready", sync_to_thread=False)
-def ready(state: State) -> Response:
-    ok = bool(state.get("started")) and not state.get("draining")
+def ready(
+    state: State, settings: SettingsDep, repository: RepositoryDep, pipelines: PipelinesDep
+) -> Response:
+    ok = (
+        bool(state.get("started"))
+        and not state.get("draining")
+        and is_ready(settings, repository, pipelines)
+    )
     return json_response({"ready": ok}, 200 if ok else 503)
 
 

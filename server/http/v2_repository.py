@@ -12,7 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from server.engine.model import LoadedModel
 from server.engine.repository import ModelRepository
 from server.errors import BadRequest, ModelNotFound, ModelNotReady
-from server.http.deps import MetricsDep, RepositoryDep
+from server.http.admin import check_admin
+from server.http.deps import MetricsDep, RepositoryDep, SettingsDep
 from server.http.v2 import json_response
 
 __all__ = ["V2_REPOSITORY_ROUTES"]
@@ -45,8 +46,9 @@ async def repository_index(request: Request, repository: RepositoryDep) -> Respo
 
 @post("/v2/repository/models/{model_name:str}/load", status_code=200)
 async def repository_load(
-    request: Request, repository: RepositoryDep, model_name: FromPath[str]
+    request: Request, repository: RepositoryDep, settings: SettingsDep, model_name: FromPath[str]
 ) -> Response:
+    check_admin(request, settings)
     params = await _optional_json(request)
     extra = sorted(set(params) - {"parameters"})
     if extra:
@@ -57,8 +59,9 @@ async def repository_load(
 
 @post("/v2/repository/models/{model_name:str}/unload", status_code=200)
 async def repository_unload(
-    request: Request, repository: RepositoryDep, model_name: FromPath[str]
+    request: Request, repository: RepositoryDep, settings: SettingsDep, model_name: FromPath[str]
 ) -> Response:
+    check_admin(request, settings)
     await _optional_json(request)
     await repository.unload(model_name)
     return json_response({})

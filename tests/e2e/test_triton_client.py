@@ -13,9 +13,18 @@ from tests.e2e.serverproc import ServerProcess
 pytestmark = pytest.mark.slow
 
 
+TOKEN = "e2e-admin-token"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+
+
 @pytest.fixture(scope="module")
 def server(demo_repo):
-    proc = ServerProcess(demo_repo)
+    env = {
+        "SHOPSERVE_MODEL_CONTROL_MODE": "explicit",
+        "SHOPSERVE_LOAD_MODELS": "*",
+        "SHOPSERVE_ADMIN_TOKEN": TOKEN,
+    }
+    proc = ServerProcess(demo_repo, env=env)
     yield proc
     assert proc.stop() == 0
 
@@ -114,7 +123,12 @@ def test_async_requests_are_batched(client):
 
 
 def test_load_unload_through_repository_api(client):
-    client.unload_model("bagofwords")
+    with pytest.raises(InferenceServerException, match="Bearer"):
+        client.unload_model("bagofwords")  # no token: 401
+    with pytest.raises(InferenceServerException, match="not valid"):
+        client.unload_model("bagofwords", headers={"Authorization": "Bearer wrong"})
+    assert client.is_model_ready("bagofwords")
+    client.unload_model("bagofwords", headers=ADMIN)
     assert not client.is_model_ready("bagofwords")
-    client.load_model("bagofwords")
+    client.load_model("bagofwords", headers=ADMIN)
     assert client.is_model_ready("bagofwords")
