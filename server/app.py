@@ -17,6 +17,7 @@ from litestar.openapi import OpenAPIConfig
 from server import __version__
 from server.control import RepositoryPoller, expected_models
 from server.engine.repository import ModelRepository
+from server.http.admission import Admission
 from server.http.counting import ResponseCounter
 from server.http.responses import exception_handlers
 from server.http.v1 import V1_ROUTES
@@ -47,6 +48,7 @@ def create_app(
         device_setting=settings.device,
         graceful_timeout_s=settings.graceful_timeout_s,
         max_dynamic_dim=settings.limits.max_dynamic_dim,
+        default_max_queue_size=settings.default_max_queue_size,
     )
     pipelines = PipelineRegistry(settings.repository_path, models or repository)
     repository.listeners.append(pipelines.model_changed)
@@ -63,12 +65,14 @@ def create_app(
         try:
             yield
         finally:
-            app.state.draining = True
+            app.state.draining = admission.draining = True
             await poller.stop()
             await repository.close()
             log.info("drained")
 
+    admission = Admission(settings, metrics)
     values: dict[str, Any] = {
+        "admission": admission,
         "settings": settings,
         "metrics": metrics,
         "repository": repository,

@@ -125,6 +125,12 @@ class Metrics:
             labels,
             registry=r,
         )
+        self.inflight = Gauge(
+            "shopserve_inflight_requests",
+            "Requests admitted and not yet answered, by worker and model or endpoint",
+            ("worker", "target"),
+            registry=r,
+        )
         self.http_requests = Counter(
             "shopserve_http_requests",
             "HTTP requests by route and status",

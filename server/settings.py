@@ -61,6 +61,11 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     loop: Literal["uvloop", "asyncio", "auto"] = "uvloop"
     access_log: bool = False
     limits: Limits = Limits()
+    # overload control, on by default: every model's queue is bounded (a model's own
+    # max_queue_size wins), and so is what one worker holds admitted and not yet answered
+    default_max_queue_size: Annotated[int, Meta(ge=1)] = 1024
+    max_inflight_requests: Annotated[int, Meta(ge=1)] = 4096
+    max_inflight_bytes: Annotated[int, Meta(ge=1024)] = 512 * 1024 * 1024
     # the shop endpoints' default latency budgets (the pipeline serving /v1/X is the folder X)
     budgets_ms: dict[str, Annotated[float, Meta(gt=0, le=60_000)]] = msgspec.field(
         default_factory=lambda: dict(DEFAULT_BUDGETS_MS)

@@ -109,6 +109,10 @@ class Batcher:
             )
 
     @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @property
     def queued(self) -> int:
         return len(self._queue)
 

@@ -102,7 +102,7 @@ class TensorConfig(_Base, frozen=True):
 
 
 class QueuePolicy(_Base, frozen=True):
-    max_queue_size: Annotated[int, Meta(ge=0)] = 0  # 0: unbounded, as in Triton
+    max_queue_size: Annotated[int, Meta(ge=0)] = 0  # 0: the server's default_max_queue_size
     default_timeout_microseconds: Micros = 0  # 0: no deadline, as in Triton
     allow_timeout_override: bool = True  # a request may only shorten its deadline
 
@@ -178,6 +178,9 @@ class ModelConfig(_Base, frozen=True):
     version_policy: VersionPolicy = VersionPolicy()
     default_model_filename: Annotated[str, Meta(min_length=1)] = "model.onnx"
     model_warmup: ModelWarmup = ModelWarmup()
+    # extension: the queue of a model without [dynamic_batching] (same fields as its
+    # default_queue_policy); ignored when dynamic batching is on
+    queue_policy: QueuePolicy = QueuePolicy()
     # Triton's `parameters` (string values): notes for operators, shown by `/config`; the server
     # never reads behaviour from them (pipelines have typed specs: server/contract/pipelines.py)
     parameters: dict[str, str] = {}
@@ -207,9 +210,11 @@ class ModelConfig(_Base, frozen=True):
         return self.instance_group[0] if self.instance_group else InstanceGroup()
 
     @property
-    def queue_policy(self) -> QueuePolicy:
+    def effective_queue_policy(self) -> QueuePolicy:
+        """`[dynamic_batching.default_queue_policy]`, or for a model without dynamic batching
+        the top-level `[queue_policy]` (extension: Triton has no queue for such models)."""
         if self.dynamic_batching is None:
-            return QueuePolicy()
+            return self.queue_policy
         return self.dynamic_batching.default_queue_policy
 
 

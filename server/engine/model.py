@@ -27,7 +27,7 @@ __all__ = ["LoadedModel", "deadline_for"]
 def deadline_for(config: ModelConfig, arrival_ns: int, requested_us: int | None) -> int:
     """Absolute deadline (ns, 0 = none): the config default, shortened (never lengthened) by the
     request when the config allows it."""
-    policy = config.queue_policy
+    policy = config.effective_queue_policy
     budget_us = policy.default_timeout_microseconds or None
     if requested_us is not None and policy.allow_timeout_override:
         budget_us = requested_us if budget_us is None else min(budget_us, requested_us)
@@ -46,8 +46,12 @@ class LoadedModel:
         folder: Path | None = None,
         gate: GateSummary | None = None,
         max_dynamic_dim: int = 8192,
+        default_max_queue_size: int = 1024,
     ) -> None:
         self.max_dynamic_dim = max_dynamic_dim
+        # set by the repository when a reload replaces this version: requests that reach a
+        # closing version are handed to it instead of failing
+        self.successor: LoadedModel | None = None
         self.config = config
         self.folder = folder if folder is not None else runner.path.parent  # the version folder
         self.gate = gate  # the card's verdict, None for a model without a card
@@ -65,7 +69,7 @@ class LoadedModel:
             dynamic=db is not None,
             max_queue_delay_us=db.max_queue_delay_microseconds if db else 0,
             preferred_batch_sizes=tuple(db.preferred_batch_size) if db else (),
-            max_queue_size=config.queue_policy.max_queue_size,
+            max_queue_size=config.effective_queue_policy.max_queue_size or default_max_queue_size,
             pad_values={t.name: t.pad_value for t in config.input if t.dynamic_axes},
             dynamic_outputs={t.name: t.dynamic_axes for t in config.output if t.dynamic_axes},
         )
@@ -145,9 +149,17 @@ class LoadedModel:
             request_id=request_id,
             length=length,
         )
+        if self.batcher.closing and self.successor is not None:
+            return await self.successor.infer(
+                inputs, deadline_ns=deadline_ns, request_id=request_id, where=where
+            )
         self.stats.pending(1)
         try:
             self.batcher.submit(env)
             return await env.future
         finally:
             self.stats.pending(-1)
+
+    def is_overloaded(self) -> bool:
+        """The queue is full: admission answers 429 before the body is read."""
+        return self.batcher.is_overloaded()

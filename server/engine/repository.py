@@ -63,8 +63,10 @@ class ModelRepository:
         device_setting: str = "auto",
         graceful_timeout_s: float = 30.0,
         max_dynamic_dim: int = 8192,
+        default_max_queue_size: int = 1024,
     ) -> None:
         self.max_dynamic_dim = max_dynamic_dim
+        self.default_max_queue_size = default_max_queue_size
         self.root = Path(root)
         self.metrics = metrics
         self.device_setting = device_setting
@@ -182,6 +184,8 @@ class ModelRepository:
             self.entries[name] = new
             await self._changed(name)
             if old is not None and old is not new:
+                for v, m in old.versions.items():  # requests that reach a closing version
+                    m.successor = built.get(v) or built[max(built)]
                 await self._close_versions(old)
             log.info("model %s ready: versions %s", name, sorted(built))
             return new
@@ -243,7 +247,14 @@ class ModelRepository:
             raise ModelLoadError(f"{path}: model file missing")
         runner = OrtModel(path, config, self.device_setting)
         model = LoadedModel(
-            config, version, runner, self.metrics, folder, gate, self.max_dynamic_dim
+            config,
+            version,
+            runner,
+            self.metrics,
+            folder,
+            gate,
+            self.max_dynamic_dim,
+            self.default_max_queue_size,
         )
         try:
             model.warmup()
@@ -252,8 +263,9 @@ class ModelRepository:
         return model
 
     async def unload(self, name: str) -> None:
-        entry = self.entry(name)
-        async with self._lock(name):
+        self.entry(name)  # 404 / 503 before waiting
+        async with self._lock(name):  # serialized with loads: the entry is read inside the lock
+            entry = self.entry(name)
             entry.state = "UNLOADING"
             await self._close_versions(entry)
             entry.versions = {}

@@ -14,8 +14,9 @@ from litestar import Request, Response, get, post
 
 from server.budget import Budget
 from server.errors import DeadlineExceeded, ShopserveError, bad_request_from_decode
+from server.http.admission import Admission
 from server.http.deadlines import TIMEOUT_HEADER, v1_budget
-from server.http.deps import PipelinesDep, SettingsDep
+from server.http.deps import AdmissionDep, PipelinesDep, SettingsDep
 from server.http.disconnect import until_disconnect
 from server.http.responses import request_id_of
 from server.pipelines.base import ModelSource
@@ -57,10 +58,27 @@ def _respond(obj: Any, budget: Budget) -> Response:
 
 
 async def _run(
-    request: Request, pipelines: PipelineRegistry, settings: Settings, endpoint: str, kind: type
+    request: Request,
+    pipelines: PipelineRegistry,
+    admission: Admission,
+    settings: Settings,
+    endpoint: str,
+    kind: type,
 ) -> Response:
-    """One shop request: decode, budget, the pipeline named after the endpoint, encode."""
+    """One shop request: admit, decode, budget, the pipeline named after the endpoint, encode."""
     arrival = time.monotonic_ns()
+    with admission.admit(request, f"/v1/{endpoint}"):
+        return await _admitted(request, pipelines, settings, endpoint, kind, arrival)
+
+
+async def _admitted(
+    request: Request,
+    pipelines: PipelineRegistry,
+    settings: Settings,
+    endpoint: str,
+    kind: type,
+    arrival: int,
+) -> Response:
     req = _decode(await request.body(), kind)
     budget = v1_budget(
         req.budget_ms,
@@ -89,8 +107,10 @@ def _endpoint(endpoint: str, kind: type) -> Any:
     """The POST route of one shop endpoint."""
 
     @post(f"/v1/{endpoint}", status_code=200, name=endpoint)
-    async def handler(request: Request, pipelines: PipelinesDep, settings: SettingsDep) -> Response:
-        return await _run(request, pipelines, settings, endpoint, kind)
+    async def handler(
+        request: Request, pipelines: PipelinesDep, admission: AdmissionDep, settings: SettingsDep
+    ) -> Response:
+        return await _run(request, pipelines, admission, settings, endpoint, kind)
 
     return handler
 

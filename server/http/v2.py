@@ -19,8 +19,9 @@ from server.control import is_ready
 from server.engine.model import LoadedModel
 from server.engine.repository import ModelRepository
 from server.errors import BadRequest, ModelNotReady
+from server.http.admission import Admission
 from server.http.deadlines import TIMEOUT_HEADER, v2_timeout_us
-from server.http.deps import PipelinesDep, RepositoryDep, SettingsDep
+from server.http.deps import AdmissionDep, PipelinesDep, RepositoryDep, SettingsDep
 from server.http.disconnect import until_disconnect
 from server.http.responses import request_id_of
 from server.http.v2_codec import decode_infer_request, decode_inputs, encode_infer_response
@@ -152,14 +153,28 @@ def _wanted_outputs(req: InferRequest, model: LoadedModel) -> list[str]:
 async def _infer(
     request: Request,
     repository: ModelRepository,
+    admission: Admission,
     limits: Limits,
     name: str,
     version: str | None,
 ) -> Response:
     arrival = time.monotonic_ns()
+    # admitted (or refused: 404, 503, 429) before the body is read
+    with admission.admit(request, name, repository.get(name, version).is_overloaded()):
+        return await _admitted(request, repository, limits, name, version, arrival)
+
+
+async def _admitted(
+    request: Request,
+    repository: ModelRepository,
+    limits: Limits,
+    name: str,
+    version: str | None,
+    arrival: int,
+) -> Response:
     rid = request_id_of(request)
-    model = repository.get(name, version)
     body = await request.body()
+    model = repository.get(name, version)  # bound after the body: a reload may have happened
     req, binary = decode_infer_request(body, request.headers.get("inference-header-content-length"))
     inputs = decode_inputs(req, binary, limits)
     timeout_us = v2_timeout_us(req.parameters, request.headers.get(TIMEOUT_HEADER))
@@ -185,20 +200,25 @@ async def _infer(
 
 @post("/v2/models/{model_name:str}/infer", status_code=200)
 async def infer(
-    request: Request, repository: RepositoryDep, settings: SettingsDep, model_name: FromPath[str]
+    request: Request,
+    repository: RepositoryDep,
+    admission: AdmissionDep,
+    settings: SettingsDep,
+    model_name: FromPath[str],
 ) -> Response:
-    return await _infer(request, repository, settings.limits, model_name, None)
+    return await _infer(request, repository, admission, settings.limits, model_name, None)
 
 
 @post("/v2/models/{model_name:str}/versions/{model_version:str}/infer", status_code=200)
 async def infer_version(
     request: Request,
     repository: RepositoryDep,
+    admission: AdmissionDep,
     settings: SettingsDep,
     model_name: FromPath[str],
     model_version: FromPath[str],
 ) -> Response:
-    return await _infer(request, repository, settings.limits, model_name, model_version)
+    return await _infer(request, repository, admission, settings.limits, model_name, model_version)
 
 
 V2_ROUTES = [
