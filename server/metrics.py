@@ -133,7 +133,7 @@ class Metrics:
         )
         self.http_requests = Counter(
             "shopserve_http_requests",
-            "HTTP requests by route and status",
-            ("route", "status"),
+            "HTTP answers by route, status and error code ('ok' when not an error)",
+            ("route", "status", "code"),
             registry=r,
         )

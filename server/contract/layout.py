@@ -6,7 +6,7 @@ from pathlib import Path
 
 from server.contract.pipelines import PIPELINE_FILE
 
-__all__ = ["model_folders", "pipeline_folders", "version_folders"]
+__all__ = ["model_folders", "pipeline_folders", "relative_to_repository", "version_folders"]
 
 
 def _folders(root: Path) -> list[Path]:
@@ -27,3 +27,11 @@ def pipeline_folders(root: Path) -> list[str]:
 def version_folders(folder: Path) -> list[int]:
     """The numeric version folders, ascending."""
     return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def relative_to_repository(root: Path, text: str) -> str:
+    """`text` (an error message) with the repository's absolute path taken out: clients and
+    logs name files as `model/1/model.onnx`, never where the repository lives."""
+    for prefix in {str(root.resolve()), str(root)}:
+        text = text.replace(prefix + "/", "").replace(prefix, ".")
+    return text

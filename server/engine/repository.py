@@ -17,8 +17,9 @@ from pathlib import Path
 import msgspec
 
 from server.contract.card import GateSummary, read_gate
-from server.contract.layout import model_folders, version_folders
+from server.contract.layout import model_folders, relative_to_repository, version_folders
 from server.contract.model_config import CONFIG_FILE, ModelConfig, load_config
+from server.contract.pipelines import artifact_path
 from server.engine.model import LoadedModel
 from server.errors import BadRequest, ModelLoadError, ModelNotFound, ModelNotReady
 from server.metrics import Metrics
@@ -170,6 +171,7 @@ class ModelRepository:
                     if isinstance(exc, ValueError)
                     else f"{type(exc).__name__}: {exc}"
                 )
+                reason = relative_to_repository(self.root, reason)
                 log.error("model %s failed to load: %s", name, reason)
                 new.state, new.reason = "UNAVAILABLE", reason
                 if old is None or not old.ready:
@@ -223,7 +225,7 @@ class ModelRepository:
             try:
                 built[v] = self._build_version(config, v, folder / str(v), gate)
             except ModelLoadError as exc:
-                entry.version_errors[v] = str(exc)
+                entry.version_errors[v] = relative_to_repository(self.root, str(exc))
                 log.error("model %s version %d failed: %s", name, v, exc)
         if not built:
             raise ModelLoadError("; ".join(entry.version_errors.values()))
@@ -242,7 +244,10 @@ class ModelRepository:
     def _build_version(
         self, config: ModelConfig, version: int, folder: Path, gate: GateSummary | None
     ) -> LoadedModel:
-        path = folder / config.default_model_filename
+        try:
+            path = artifact_path(folder, config.default_model_filename)
+        except ValueError as exc:
+            raise ModelLoadError(f"{folder}: default_model_filename: {exc}") from None
         if not path.is_file():
             raise ModelLoadError(f"{path}: model file missing")
         runner = OrtModel(path, config, self.device_setting)

@@ -30,8 +30,15 @@ def request_id_of(request: Request) -> str:
 
 
 def error_response(
-    status: int, code: str, message: str, request_id: str, headers: dict[str, str] | None = None
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
 ) -> Response:
+    """The one error body; the code is left on the scope for the response counter."""
+    request_id = request_id_of(request)
+    request.scope.setdefault("state", {})["error_code"] = code
     body = _encoder.encode({"error": message, "code": code, "request_id": request_id})
     return Response(
         content=body,
@@ -45,11 +52,10 @@ def _ours(request: Request, exc: ShopserveError) -> Response:
     rid = request_id_of(request)
     if exc.status_code in (500, 501, 502):
         log.error("request %s failed: %s", rid, exc.message, extra={"request_id": rid})
-    return error_response(exc.status_code, exc.code, exc.message, rid, exc.headers)
+    return error_response(request, exc.status_code, exc.code, exc.message, exc.headers)
 
 
 def _validation(request: Request, exc: ValidationException) -> Response:
-    rid = request_id_of(request)
     detail: Any = exc.extra
     message = exc.detail
     if isinstance(detail, list) and detail:
@@ -60,25 +66,24 @@ def _validation(request: Request, exc: ValidationException) -> Response:
                 parts.append(f"{key}: {item.get('message', '')}".strip(": "))
         if parts:
             message = "; ".join(parts)
-    return error_response(BadRequest.status_code, BadRequest.code, message, rid)
+    return error_response(request, BadRequest.status_code, BadRequest.code, message)
 
 
 def _http(request: Request, exc: HTTPException) -> Response:
-    rid = request_id_of(request)
     status = exc.status_code
     message = exc.detail
     if status == 413:
         message = "request body exceeds the configured limit (max_body_bytes)"
     cls = BY_STATUS.get(status)
     code = cls.code if cls is not None else "http_error"
-    return error_response(status, code, message, rid, dict(exc.headers or {}))
+    return error_response(request, status, code, message, dict(exc.headers or {}))
 
 
 def _unexpected(request: Request, exc: Exception) -> Response:
     rid = request_id_of(request)
     log.exception("request %s: unexpected error", rid, extra={"request_id": rid})
     message = f"internal error ({type(exc).__name__}); request id {rid}"
-    return error_response(InternalError.status_code, InternalError.code, message, rid)
+    return error_response(request, InternalError.status_code, InternalError.code, message)
 
 
 exception_handlers: dict[Any, Any] = {

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from server.contract.layout import pipeline_folders, version_folders
+from server.contract.layout import pipeline_folders, relative_to_repository, version_folders
 from server.contract.pipelines import (
     PIPELINE_FILE,
     ClassifySpec,
@@ -80,10 +80,12 @@ class PipelineRegistry:
                 await asyncio.to_thread(self._build, name, new)
             except (ShopserveError, ValueError, OSError, msgspec.MsgspecError) as exc:
                 new.state = "UNAVAILABLE"
-                new.reason = exc.message if isinstance(exc, ShopserveError) else str(exc)
+                reason = exc.message if isinstance(exc, ShopserveError) else str(exc)
+                new.reason = relative_to_repository(self.root, reason)
                 log.error("pipeline %s not ready: %s", name, new.reason)
             except Exception as exc:  # an unexpected failure is reported the same way
-                new.state, new.reason = "UNAVAILABLE", f"{type(exc).__name__}: {exc}"
+                reason = f"{type(exc).__name__}: {exc}"
+                new.state, new.reason = "UNAVAILABLE", relative_to_repository(self.root, reason)
                 log.exception("pipeline %s failed to build", name)
             else:
                 new.state = "READY"
