@@ -13,7 +13,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Card", "ExportError", "GateError", "Row", "Rule", "check_gates"]
+import msgspec
+
+from server.contract.card import GateSummary
+
+__all__ = [
+    "Card",
+    "ExportError",
+    "GateError",
+    "Row",
+    "Rule",
+    "check_gates",
+    "gate_of",
+    "served_variant",
+    "spec_summary",
+]
 
 VARIANTS = ("baseline", "seed", "teacher", "student", "student-int8", "student-fp16")
 
@@ -67,6 +81,32 @@ def _speed_rule(
     return Rule(what, speedup, min_speedup, speedup >= min_speedup, enforced=not quick)
 
 
+def _ratio_rule(rows: dict[str, Row], what: str, of: str, share: float) -> Rule | None:
+    if what not in rows or of not in rows:
+        return None
+    ratio = rows[what].metric / max(rows[of].metric, 1e-12)
+    return Rule(f"{what} metric >= {share:.0%} of {of}", round(ratio, 4), share, ratio >= share)
+
+
+def _baseline_rules(rows: list[Row]) -> list[Rule]:
+    base = next((r.metric for r in rows if r.variant == "baseline"), None)
+    if base is None:
+        return []
+    return [
+        Rule(f"{r.variant} beats baseline", round(r.metric, 4), round(base, 4), r.metric > base)
+        for r in rows
+        if r.variant != "baseline"
+    ]
+
+
+def gate_of(rules: list[Rule]) -> dict[str, Any]:
+    """The card's `gate` object: passed when every enforced rule passed."""
+    return {
+        "passed": all(r.passed for r in rules if r.enforced),
+        "rules": [asdict(r) for r in rules],
+    }
+
+
 def check_gates(
     rows: list[Row],
     *,
@@ -78,34 +118,42 @@ def check_gates(
 ) -> dict[str, Any]:
     """The card's `gate` object. `served` is the variant the CPU endpoint loads."""
     by = {r.variant: r for r in rows}
-    rules: list[Rule] = []
-    if "teacher" in by and "student" in by:
-        ratio = by["student"].metric / max(by["teacher"].metric, 1e-12)
-        rules.append(Rule("student metric >= 95% of teacher", round(ratio, 4), 0.95, ratio >= 0.95))
-    if quant_rule is not None:
-        rules.append(quant_rule)
-    elif "student-int8" in by and "student" in by:
-        ratio = by["student-int8"].metric / max(by["student"].metric, 1e-12)
-        rules.append(
-            Rule("student-int8 metric >= 99% of student", round(ratio, 4), 0.99, ratio >= 0.99)
-        )
-    if "baseline" in by:
-        base = by["baseline"].metric
-        for r in rows:
-            if r.variant != "baseline":
-                rules.append(
-                    Rule(
-                        f"{r.variant} beats baseline",
-                        round(r.metric, 4),
-                        round(base, 4),
-                        r.metric > base,
-                    )
-                )
+    quant = quant_rule or _ratio_rule(by, "student-int8", "student", 0.99)
+    rules = [
+        r
+        for r in (_ratio_rule(by, "student", "teacher", 0.95), quant, *_baseline_rules(rows))
+        if r is not None
+    ]
     speed = _speed_rule(by, served, speed_batch, min_speedup, quick)
     if speed is not None:
         rules.append(speed)
-    passed = all(r.passed for r in rules if r.enforced)
-    return {"passed": passed, "rules": [asdict(r) for r in rules]}
+    return gate_of(rules)
+
+
+def served_variant(rows: list[Row], speed_batch: str) -> str:
+    """What the CPU endpoint loads: int8 when it keeps 99% of the student's metric and is faster
+    at `speed_batch`, else the fp32 student."""
+    by = {r.variant: r for r in rows}
+    s, q = by["student"], by.get("student-int8")
+    if q is None:
+        return "student"
+    ok = q.metric >= 0.99 * s.metric
+    fast = q.latency_ms[speed_batch] < s.latency_ms[speed_batch]
+    return "student-int8" if ok and fast else "student"
+
+
+def _tensors(ts) -> list[dict[str, Any]]:
+    return [{"name": t.name, "data_type": t.data_type, "dims": list(t.dims)} for t in ts]
+
+
+def spec_summary(spec) -> dict[str, Any]:
+    """An `export.specs.OnnxSpec` as the card records it: the served tensors and the tolerance."""
+    return {
+        "inputs": _tensors(spec.inputs),
+        "outputs": _tensors(spec.outputs),
+        "max_batch_size": spec.max_batch_size,
+        "check": {"atol": spec.atol, "min_cosine": spec.min_cos},
+    }
 
 
 @dataclass
@@ -173,6 +221,7 @@ class Card:
         )
 
     def write(self, folder: Path) -> None:
+        msgspec.convert(self.gate, GateSummary)  # what the server reads: fail here, not there
         (folder / "card.json").write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         (folder / "card.md").write_text(self.markdown())
 

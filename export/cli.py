@@ -7,19 +7,27 @@ import importlib
 import shlex
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 __all__ = ["main"]
 
-# family -> (module, function, model folders it publishes); `all` runs them in this order
-# (the ranker reads the recommender's retrieval model, so it comes after it)
+# family -> (module, function, repository folders it publishes: models and pipelines); `all` runs
+# them in this order (the ranker reads the recommender's retrieval model, so it comes after it)
 FAMILIES = {
-    "risk": ("export.risk", "export_risk", ["risk"]),
+    "risk": ("export.risk", "export_risk", ["risk", "score"]),
     "recommender": ("export.recommender", "export_recommender", ["query_encoder", "recommend"]),
     "text": (
         "export.text",
         "export_text",
-        ["classify_sentiment", "classify_recommended", "classify_department", "search_encoder"],
+        [
+            "classify_sentiment",
+            "classify_recommended",
+            "classify_department",
+            "classify",
+            "search_encoder",
+            "search",
+        ],
     ),
     "ranker": ("export.ranker", "export_ranker", ["ranker"]),
 }
@@ -55,30 +63,27 @@ def _family_parser(name: str) -> argparse.ArgumentParser:
     return p
 
 
+def _cell(metrics: dict[str, float], variant: str) -> str:
+    return f"{metrics[variant]:.4f}" if variant in metrics else "-"
+
+
 def _summary(rows: list[dict]) -> str:
     lines = [
         f"{'model':<22} {'metric':<12} {'baseline':>9} {'seed':>8} {'teacher':>8} {'student':>8} {'int8':>8}  gate"
     ]
     for r in rows:
         v = r["rows"]
-
-        def f(k, v=v):
-            return f"{v[k]:.4f}" if k in v else "-"
-
         lines.append(
-            f"{r['model']:<22} {r['metric']:<12} {f('baseline'):>9} {f('seed'):>8} {f('teacher'):>8} "
-            f"{f('student'):>8} {f('student-int8'):>8}  {'pass' if r['gate'] else 'FAIL'}"
+            f"{r['model']:<22} {r['metric']:<12} {_cell(v, 'baseline'):>9} {_cell(v, 'seed'):>8} "
+            f"{_cell(v, 'teacher'):>8} {_cell(v, 'student'):>8} {_cell(v, 'student-int8'):>8}  "
+            f"{'pass' if r['gate'] else 'FAIL'}"
         )
     return "\n".join(lines)
 
 
-def _families(name: str, argv: list[str]) -> int:
-    from export.card import ExportError
-    from export.onnx_tools import offline_env
+def _options(name: str, argv: list[str]):
     from export.options import ExportOptions
-    from export.repository import is_done
 
-    offline_env()
     args = _family_parser(name).parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     opts = ExportOptions(
@@ -89,27 +94,44 @@ def _families(name: str, argv: list[str]) -> int:
         allow_regression=args.allow_regression,
         command="shopserve export " + " ".join(shlex.quote(a) for a in [name, *argv]),
     )
-    todo = list(FAMILIES) if name == "all" else [name]
-    failures = []
+    return opts, args.force
+
+
+def _build(fam: str, opts, force: bool) -> str | None:
+    """Build one family unless its folders are all published; the gate failure, if any."""
+    from export.card import ExportError
+    from export.repository import is_done
+
+    module, func, folders = FAMILIES[fam]
+    if not force and is_done(opts.out, folders):
+        opts.log(
+            f"[{fam}] already in {opts.out} ({', '.join(folders)}): kept (use --force to rebuild)"
+        )
+        return None
+    t = time.perf_counter()
+    opts.log(f"[{fam}] building ...")
+    failure = None
+    try:
+        getattr(importlib.import_module(module), func)(opts)
+    except ExportError as e:
+        failure = str(e)
+        opts.log(failure)
+    opts.log(f"[{fam}] done in {time.perf_counter() - t:.0f} s")
+    return failure
+
+
+def _families(name: str, argv: list[str]) -> int:
+    from export.onnx_tools import offline_env
+
+    offline_env()
+    opts, force = _options(name, argv)
     t0 = time.perf_counter()
-    for fam in todo:
-        module, func, models = FAMILIES[fam]
-        if not args.force and is_done(args.out, models):
-            opts.log(
-                f"[{fam}] already in {args.out} ({', '.join(models)}): kept (use --force to rebuild)"
-            )
-            continue
-        t = time.perf_counter()
-        opts.log(f"[{fam}] building ...")
-        try:
-            getattr(importlib.import_module(module), func)(opts)
-        except ExportError as e:
-            failures.append(str(e))
-            opts.log(str(e))
-        opts.log(f"[{fam}] done in {time.perf_counter() - t:.0f} s")
+    failures = [
+        f for fam in (FAMILIES if name == "all" else [name]) if (f := _build(fam, opts, force))
+    ]
     if opts.summary:
         print(_summary(opts.summary))
-    print(f"export {name}: {time.perf_counter() - t0:.0f} s, repository {args.out}")
+    print(f"export {name}: {time.perf_counter() - t0:.0f} s, repository {opts.out}")
     if failures:
         print("quality gates failed:\n" + "\n".join(failures), file=sys.stderr)
         return 1
@@ -139,7 +161,7 @@ def _cards(argv: list[str]) -> int:
 
 
 _COMMANDS = {"demo": _demo, "model": _model, "synthetic": _synthetic, "cards": _cards}
-_COMMANDS.update({f: (lambda argv, f=f: _families(f, argv)) for f in [*FAMILIES, "all"]})
+_COMMANDS.update({f: partial(_families, f) for f in [*FAMILIES, "all"]})
 
 
 def main(argv: list[str]) -> int:

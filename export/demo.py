@@ -16,7 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["build_demo_repository", "mlp_weights", "write_mlp"]
+from server.contract.model_config import (
+    DynamicBatching,
+    InstanceGroup,
+    ModelConfig,
+    ModelWarmup,
+    Optimization,
+    QueuePolicy,
+    TensorConfig,
+    encode_config,
+)
+
+__all__ = ["build_demo_repository", "demo_configs", "mlp_weights", "write_mlp"]
 
 IR_VERSION = 10  # onnx 1.23 writes IR 14 by default; ONNX Runtime 1.31 reads at most 13
 OPSET = 17
@@ -140,119 +151,91 @@ def _write_identity_bytes(path: Path) -> None:
     _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), path)
 
 
-_MLP_CONFIG = """\
-name = "{name}"
-platform = "onnxruntime_onnx"
-max_batch_size = 1024
+def _mlp_config(name: str, batched: bool) -> ModelConfig:
+    return ModelConfig(
+        name=name,
+        max_batch_size=1024,
+        input=[TensorConfig(name="features", data_type="TYPE_FP32", dims=[64])],
+        output=[TensorConfig(name="score", data_type="TYPE_FP32", dims=[1])],
+        dynamic_batching=DynamicBatching(
+            max_queue_delay_microseconds=500,
+            preferred_batch_size=[64, 256],
+            default_queue_policy=QueuePolicy(
+                max_queue_size=4096,
+                default_timeout_microseconds=1_000_000,
+                allow_timeout_override=True,
+            ),
+        )
+        if batched
+        else None,
+        instance_group=[InstanceGroup(count=1, kind="KIND_AUTO")],
+        optimization=Optimization(graph_level="all", intra_op_threads=1),
+    )
 
-[[input]]
-name = "features"
-data_type = "TYPE_FP32"
-dims = [64]
 
-[[output]]
-name = "score"
-data_type = "TYPE_FP32"
-dims = [1]
-{batching}
-[[instance_group]]
-count = 1
-kind = "KIND_AUTO"
+def _simple_config() -> ModelConfig:
+    def int64_16(name: str) -> TensorConfig:
+        return TensorConfig(name=name, data_type="TYPE_INT64", dims=[16])
 
-[optimization]
-graph_level = "all"
-intra_op_threads = 1
-"""
+    return ModelConfig(
+        name="simple",
+        max_batch_size=64,
+        input=[int64_16("INPUT0"), int64_16("INPUT1")],
+        output=[int64_16("OUTPUT0"), int64_16("OUTPUT1")],
+        dynamic_batching=DynamicBatching(max_queue_delay_microseconds=100),
+    )
 
-_BATCHING = """
-[dynamic_batching]
-max_queue_delay_microseconds = 500
-preferred_batch_size = [64, 256]
 
-[dynamic_batching.default_queue_policy]
-max_queue_size = 4096
-default_timeout_microseconds = 1000000
-allow_timeout_override = true
-"""
+def _bagofwords_config() -> ModelConfig:
+    return ModelConfig(
+        name="bagofwords",
+        max_batch_size=64,
+        input=[TensorConfig(name="input_ids", data_type="TYPE_INT64", dims=[-1], pad_value=0)],
+        output=[TensorConfig(name="logits", data_type="TYPE_FP32", dims=[3])],
+        dynamic_batching=DynamicBatching(
+            max_queue_delay_microseconds=200, preferred_batch_size=[16]
+        ),
+        model_warmup=ModelWarmup(dynamic_dim=32),
+    )
 
-_SIMPLE_CONFIG = """\
-name = "simple"
-max_batch_size = 64
 
-[[input]]
-name = "INPUT0"
-data_type = "TYPE_INT64"
-dims = [16]
+def _identity_bytes_config() -> ModelConfig:
+    return ModelConfig(
+        name="identity_bytes",
+        max_batch_size=8,
+        input=[TensorConfig(name="text", data_type="TYPE_STRING", dims=[1])],
+        output=[TensorConfig(name="echo", data_type="TYPE_STRING", dims=[1])],
+    )
 
-[[input]]
-name = "INPUT1"
-data_type = "TYPE_INT64"
-dims = [16]
 
-[[output]]
-name = "OUTPUT0"
-data_type = "TYPE_INT64"
-dims = [16]
+def demo_configs() -> dict[str, ModelConfig]:
+    """Every demo model's `config.toml`, by folder name."""
+    return {
+        "mlp": _mlp_config("mlp", batched=True),
+        "mlp_unbatched": _mlp_config("mlp_unbatched", batched=False),
+        "simple": _simple_config(),
+        "bagofwords": _bagofwords_config(),
+        "identity_bytes": _identity_bytes_config(),
+    }
 
-[[output]]
-name = "OUTPUT1"
-data_type = "TYPE_INT64"
-dims = [16]
 
-[dynamic_batching]
-max_queue_delay_microseconds = 100
-"""
+def _write_demo_mlp(path: Path) -> None:
+    write_mlp(path, mlp_weights())
 
-_BOW_CONFIG = """\
-name = "bagofwords"
-max_batch_size = 64
 
-[[input]]
-name = "input_ids"
-data_type = "TYPE_INT64"
-dims = [-1]
-pad_value = 0
-
-[[output]]
-name = "logits"
-data_type = "TYPE_FP32"
-dims = [3]
-
-[dynamic_batching]
-max_queue_delay_microseconds = 200
-preferred_batch_size = [16]
-
-[model_warmup]
-dynamic_dim = 32
-"""
-
-_BYTES_CONFIG = """\
-name = "identity_bytes"
-max_batch_size = 8
-
-[[input]]
-name = "text"
-data_type = "TYPE_STRING"
-dims = [1]
-
-[[output]]
-name = "echo"
-data_type = "TYPE_STRING"
-dims = [1]
-"""
+_WRITERS = {
+    "mlp": _write_demo_mlp,
+    "mlp_unbatched": _write_demo_mlp,  # the same weights, batching off
+    "simple": _write_simple,
+    "bagofwords": _write_bagofwords,
+    "identity_bytes": _write_identity_bytes,
+}
 
 
 def build_demo_repository(out: Path) -> Path:
     """Write the demo repository into `out` (created if missing) and return it."""
     out = Path(out)
-    weights = mlp_weights()
-    for name, batching in (("mlp", _BATCHING), ("mlp_unbatched", "")):
-        write_mlp(out / name / "1" / "model.onnx", weights)
-        (out / name / "config.toml").write_text(_MLP_CONFIG.format(name=name, batching=batching))
-    _write_simple(out / "simple" / "1" / "model.onnx")
-    (out / "simple" / "config.toml").write_text(_SIMPLE_CONFIG)
-    _write_bagofwords(out / "bagofwords" / "1" / "model.onnx")
-    (out / "bagofwords" / "config.toml").write_text(_BOW_CONFIG)
-    _write_identity_bytes(out / "identity_bytes" / "1" / "model.onnx")
-    (out / "identity_bytes" / "config.toml").write_text(_BYTES_CONFIG)
+    for name, config in demo_configs().items():
+        _WRITERS[name](out / name / "1" / "model.onnx")
+        (out / name / "config.toml").write_bytes(encode_config(config))
     return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,8 @@ __all__ = [
     "convert_fp16",
     "cosine_rows",
     "export_onnx",
+    "head_feeds",
+    "latency_by_batch",
     "measure_latency_ms",
     "offline_env",
     "quantize_dynamic_int8",
@@ -151,6 +154,20 @@ def quantize_dynamic_int8(
     return dst
 
 
+def _calibration_reader(feeds: list[dict[str, np.ndarray]]):
+    """An ONNX Runtime calibration reader over a list of feeds."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self, feeds: list[dict[str, np.ndarray]]):
+            self._it = iter(feeds)
+
+        def get_next(self):
+            return next(self._it, None)
+
+    return _Reader(feeds)
+
+
 def quantize_static_int8(
     src: Path,
     dst: Path,
@@ -159,25 +176,13 @@ def quantize_static_int8(
     op_types: tuple[str, ...] = ("MatMul", "Gemm"),
 ) -> Path:
     """Static int8 (QDQ) with activation ranges calibrated on `calibration` feeds."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
-    class _Reader(CalibrationDataReader):
-        def __init__(self):
-            self._it = iter(calibration)
-
-        def get_next(self):
-            return next(self._it, None)
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     dst.parent.mkdir(parents=True, exist_ok=True)
     quantize_static(
         str(src),
         str(dst),
-        _Reader(),
+        _calibration_reader(calibration),
         quant_format=QuantFormat.QDQ,
         per_channel=per_channel,
         activation_type=QuantType.QInt8,
@@ -213,6 +218,21 @@ def measure_latency_ms(fn, runs: int, warmup: int = 3, budget_s: float = 5.0) ->
         if time.perf_counter() > t_end:
             break
     return round(float(np.median(times)) * 1e3, 4)
+
+
+def head_feeds(
+    feeds: dict[str, np.ndarray], batches: tuple[int, ...]
+) -> dict[int, dict[str, np.ndarray]]:
+    """The first `b` rows of every feed, per batch size `b`."""
+    return {b: {k: v[:b] for k, v in feeds.items()} for b in batches}
+
+
+def latency_by_batch(sess, feeds: dict[int, dict[str, np.ndarray]], runs: int) -> dict[str, float]:
+    """`{"batch_<b>": median ms}` of `sess.run` on each batch's feeds."""
+    return {
+        f"batch_{b}": measure_latency_ms(partial(sess.run, None, f), runs=runs)
+        for b, f in feeds.items()
+    }
 
 
 def offline_env() -> None:

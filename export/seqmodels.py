@@ -61,12 +61,9 @@ class SASRec(nn.Module):
         pos = torch.arange(t, device=tokens.device)
         x = self.drop(self.item(tokens) + self.pos(pos))
         causal = torch.triu(torch.ones(t, t, device=tokens.device, dtype=torch.bool), diagonal=1)
-        blocked = causal.unsqueeze(0) | (tokens == 0).unsqueeze(
-            1
-        )  # no attention to later steps or pads
-        bias = (
-            torch.zeros(blocked.shape, device=tokens.device).masked_fill(blocked, -1e9).unsqueeze(1)
-        )
+        blocked = causal.unsqueeze(0) | (tokens == 0).unsqueeze(1)  # later steps and pads
+        bias = torch.zeros(blocked.shape, device=tokens.device).masked_fill(blocked, -1e9)
+        bias = bias.unsqueeze(1)  # [B, 1, T, T]: the same for every head
         for blk in self.blocks:
             x = blk(x, bias)
         return self.ln(x)

@@ -59,9 +59,8 @@ class SyntheticShop:
     item_price: np.ndarray  # float32 [n_items]
     item_popularity: np.ndarray  # float32 [n_items], expected share of purchases
     item_titles: list[str]
-    user_indptr: (
-        np.ndarray
-    )  # int64 [n_users + 1]: user u's history is history[indptr[u]:indptr[u + 1]]
+    # int64 [n_users + 1]: user u's history is history[indptr[u]:indptr[u + 1]]
+    user_indptr: np.ndarray
     history: np.ndarray  # int64 item indices, oldest first per user
 
     def save(self, path: Path) -> None:
@@ -77,23 +76,13 @@ class SyntheticShop:
         )
 
 
-def generate(
-    n_items: int = 100_000,
-    n_users: int = 10_000,
-    dim: int = 32,
-    n_categories: int = 64,
-    mean_history: int = 20,
-    seed: int = 0,
-) -> SyntheticShop:
-    if not (1 <= n_items <= 1_000_000 and 1 <= n_users <= 100_000):
-        raise ValueError("n_items must be in [1, 1e6] and n_users in [1, 1e5]")
-    rng = np.random.default_rng(seed)
+def _items(rng: np.random.Generator, n_items: int, dim: int, n_categories: int):
+    """Categories, unit embeddings around their centroids, Zipf-like popularity, prices, titles."""
     centroids = rng.standard_normal((n_categories, dim)).astype(np.float32)
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
     cat = rng.integers(0, n_categories, n_items).astype(np.int64)
-    emb = centroids[cat] + 0.5 / np.sqrt(dim) * rng.standard_normal((n_items, dim)).astype(
-        np.float32
-    )
+    noise = rng.standard_normal((n_items, dim)).astype(np.float32)
+    emb = centroids[cat] + 0.5 / np.sqrt(dim) * noise
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     pop = 1.0 / np.arange(1, n_items + 1) ** 0.8
     pop = rng.permutation(pop / pop.sum()).astype(np.float32)
@@ -101,9 +90,21 @@ def generate(
     words = np.array(_WORDS)
     w = rng.integers(0, len(words), (n_items, 3))
     titles = [f"{a} {b} {c} {i}" for i, (a, b, c) in enumerate(words[w])]
+    return emb, cat, pop, price, titles
+
+
+def _histories(
+    rng: np.random.Generator,
+    cat: np.ndarray,
+    pop: np.ndarray,
+    n_users: int,
+    mean_history: int,
+    n_categories: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per user: 3 preferred categories; 80% of purchases inside them, drawn by popularity."""
+    n_items = len(cat)
     lens = np.maximum(1, rng.poisson(mean_history, n_users))
     indptr = np.r_[0, np.cumsum(lens)].astype(np.int64)
-    # per user: 3 preferred categories; 80% of purchases inside them, drawn by popularity
     order = np.argsort(cat, kind="stable")
     starts = np.searchsorted(cat[order], np.arange(n_categories + 1))
     cum = np.cumsum(pop[order])
@@ -119,6 +120,22 @@ def generate(
     empty = hi <= lo
     anywhere = np.minimum(np.searchsorted(np.cumsum(pop), rng.random(len(history))), n_items - 1)
     history[:] = np.where(inside & ~empty, order[np.minimum(pos, n_items - 1)], anywhere)
+    return indptr, history
+
+
+def generate(
+    n_items: int = 100_000,
+    n_users: int = 10_000,
+    dim: int = 32,
+    n_categories: int = 64,
+    mean_history: int = 20,
+    seed: int = 0,
+) -> SyntheticShop:
+    if not (1 <= n_items <= 1_000_000 and 1 <= n_users <= 100_000):
+        raise ValueError("n_items must be in [1, 1e6] and n_users in [1, 1e5]")
+    rng = np.random.default_rng(seed)
+    emb, cat, pop, price, titles = _items(rng, n_items, dim, n_categories)
+    indptr, history = _histories(rng, cat, pop, n_users, mean_history, n_categories)
     return SyntheticShop(emb, cat, price, pop, titles, indptr, history)
 
 

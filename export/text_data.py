@@ -1,24 +1,40 @@
-"""Review and product text for the text family: loading and splits, tokenisation, the
-serving tokenizer.json, and the search pipeline folder."""
+"""Review and product text for the text family: loading and splits, token ids, and the serving
+`tokenizer.json` (the data step of `export_text`)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from export.data import load_retail, load_reviews, retail_sequences
-from export.options import ExportOptions
-from export.repository import ModelFolder, config_toml
+from export.specs import TensorSpec
 
-__all__ = ["TASKS", "TextData"]
+__all__ = [
+    "INPUT_IDS",
+    "MAX_TOKENS",
+    "TASKS",
+    "TextData",
+    "TextIds",
+    "catalog_items",
+    "dataset_card",
+    "load_text_data",
+    "tokenize",
+    "tokenize_all",
+    "tokenizer_json",
+]
 
 TASKS = {
     "sentiment": ["negative", "neutral", "positive"],
     "recommended": ["no", "yes"],
     "department": None,  # the dataset's Department Name values, sorted
 }
+MAX_TOKENS = 128  # what the served tokenizer truncates to (classify and search)
+PRODUCT_TOKENS = 24  # product descriptions and queries are short
+# every text model's input: token ids [batch, tokens], 0 = pad (the mask is computed in-graph)
+INPUT_IDS = TensorSpec("input_ids", "TYPE_INT64", (-1,), pad_value=0)
 
 
 @dataclass
@@ -32,40 +48,66 @@ class TextData:
     products: list[str]
     queries: list[str]
 
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.label_names)
 
-def _load(quick: bool, seed: int) -> TextData:
-    df, rep = load_reviews()
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(df))
-    n_tr, n_va, n_te = (200, 80, 150) if quick else (3000, 800, 1500)
-    tr, va, te = order[:n_tr], order[n_tr : n_tr + n_va], order[n_tr + n_va : n_tr + n_va + n_te]
-    depts = sorted(d for d in df["department"].unique() if d)
-    labels = {
-        "sentiment": df["sentiment"].to_numpy(),
-        "recommended": df["recommended"].to_numpy(),
-        "department": df["department"]
-        .map({d: i for i, d in enumerate(depts)})
-        .fillna(-1)
-        .astype(int)
-        .to_numpy(),
-    }
-    retail, _ = load_retail()
-    _, items, _ = retail_sequences(retail)
-    products = items["Description"].fillna("").str.strip().str.lower().tolist()
-    if quick:
-        products = products[:200]
-    # queries: two-word spans of product descriptions (what a shopper types) and held-out review titles
+    def y(self, task: str, split: str) -> np.ndarray:
+        return self.labels[task][self.split[split]]
+
+    def split_texts(self, split: str) -> np.ndarray:
+        return np.array(self.texts, dtype=object)[self.split[split]]
+
+
+@dataclass
+class TextIds:
+    """Token ids of every text the family trains or evaluates on."""
+
+    split: dict[str, np.ndarray]  # train/valid/test reviews, [n, max_len]
+    products: np.ndarray  # [n_products, PRODUCT_TOKENS]
+    queries: np.ndarray  # [n_queries, PRODUCT_TOKENS]
+    max_len: int
+
+    @property
+    def n_texts(self) -> int:
+        return sum(len(v) for v in self.split.values()) + len(self.products)
+
+
+def _queries(df, products: list[str], test: np.ndarray, quick: bool, rng) -> list[str]:
+    """Two-word spans of product descriptions (what a shopper types) and held-out review titles."""
     spans = []
     for p in rng.choice(products, size=60 if quick else 600, replace=False):
         w = p.split()
         i = int(rng.integers(0, max(1, len(w) - 1)))
         spans.append(" ".join(w[i : i + 2]))
     titles = df["Title"].fillna("").str.strip()
-    queries = list(
-        dict.fromkeys(
-            spans + [t for t in dict.fromkeys(titles.iloc[te]) if t][: 20 if quick else 400]
-        )
-    )
+    held_out = [t for t in dict.fromkeys(titles.iloc[test]) if t][: 20 if quick else 400]
+    return list(dict.fromkeys(spans + held_out))
+
+
+def catalog_items(n: int | None = None):
+    """The Online Retail products (StockCode, Description, price), the first `n` if given."""
+    retail, _ = load_retail()
+    _, items, _ = retail_sequences(retail)
+    return items if n is None else items.iloc[:n]
+
+
+def load_text_data(quick: bool, seed: int) -> TextData:
+    df, rep = load_reviews()
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(df))
+    n_tr, n_va, n_te = (200, 80, 150) if quick else (3000, 800, 1500)
+    tr, va, te = order[:n_tr], order[n_tr : n_tr + n_va], order[n_tr + n_va : n_tr + n_va + n_te]
+    depts = sorted(d for d in df["department"].unique() if d)
+    dept = df["department"].map({d: i for i, d in enumerate(depts)}).fillna(-1).astype(int)
+    labels = {
+        "sentiment": df["sentiment"].to_numpy(),
+        "recommended": df["recommended"].to_numpy(),
+        "department": dept.to_numpy(),
+    }
+    products = catalog_items()["Description"].fillna("").str.strip().str.lower().tolist()
+    if quick:
+        products = products[:200]
     return TextData(
         df["text"].tolist(),
         labels,
@@ -74,11 +116,12 @@ def _load(quick: bool, seed: int) -> TextData:
         rep.rows_out,
         rep.to_dict(),
         products,
-        queries,
+        _queries(df, products, te, quick, rng),
     )
 
 
-def _dataset(data: TextData, quick: bool) -> dict:
+def dataset_card(data: TextData, quick: bool) -> dict:
+    """The reviews' `dataset` entry of a classifier card."""
     n = {k: len(v) for k, v in data.split.items()}
     return {
         "name": "Women's E-Commerce Clothing Reviews (Kaggle, CC0)",
@@ -88,15 +131,23 @@ def _dataset(data: TextData, quick: bool) -> dict:
     }
 
 
-def _tokenize(tok, texts: list[str], max_len: int) -> np.ndarray:
+def tokenize(tok, texts: list[str], max_len: int) -> np.ndarray:
     enc = tok(texts, truncation=True, max_length=max_len, padding="max_length", return_tensors="np")
     return enc["input_ids"].astype(np.int64)
 
 
-def _tokenizer_json(model_path: str, max_tokens: int) -> str:
-    """The teacher's tokenizer.json with padding off (the server pads per batch) and truncation set."""
-    from pathlib import Path
+def tokenize_all(tok, data: TextData, max_len: int) -> TextIds:
+    texts = np.array(data.texts, dtype=object)
+    return TextIds(
+        split={s: tokenize(tok, list(texts[ix]), max_len) for s, ix in data.split.items()},
+        products=tokenize(tok, data.products, PRODUCT_TOKENS),
+        queries=tokenize(tok, data.queries, PRODUCT_TOKENS),
+        max_len=max_len,
+    )
 
+
+def tokenizer_json(model_path: str, max_tokens: int = MAX_TOKENS) -> str:
+    """The teacher's tokenizer.json with padding off (the server pads per batch) and truncation set."""
     t = json.loads((Path(model_path) / "tokenizer.json").read_text())
     t["padding"] = None
     t["truncation"] = {
@@ -106,38 +157,3 @@ def _tokenizer_json(model_path: str, max_tokens: int) -> str:
         "stride": 0,
     }
     return json.dumps(t)
-
-
-def _write_search_pipeline(opts: ExportOptions, product_emb: np.ndarray, tok_json: str) -> None:
-    retail, _ = load_retail()
-    _, items, _ = retail_sequences(retail)
-    # --quick embeds only the first products: the catalogue must match the embeddings row for row
-    items = items.iloc[: len(product_emb)]
-    folder = ModelFolder(opts.out, "search")
-    v = folder.version
-    np.save(v / "product_embeddings.npy", product_emb.astype(np.float32))
-    (v / "item_ids.json").write_text(json.dumps(items["StockCode"].tolist()))
-    (v / "item_titles.json").write_text(
-        json.dumps(items["Description"].fillna("").str.strip().tolist())
-    )
-    np.save(v / "item_prices.npy", items["price"].to_numpy(np.float32))
-    (v / "tokenizer.json").write_text(tok_json)
-    folder.write_config(
-        config_toml(
-            "search",
-            [],
-            [],
-            max_batch_size=0,
-            platform="pipeline",
-            parameters={
-                "encoder": "search_encoder",
-                "product_embeddings": "product_embeddings.npy",
-                "item_ids": "item_ids.json",
-                "item_titles": "item_titles.json",
-                "item_prices": "item_prices.npy",
-                "tokenizer": "tokenizer.json",
-                "score": "inner_product",
-            },
-        )
-    )
-    folder.publish()

@@ -1,48 +1,53 @@
-"""Embedding, scoring and metrics helpers of the text family, and the seed article's LSTM
-classifier (the `seed` row of the text cards)."""
+"""Running the text encoders over token ids (torch and ONNX Runtime) and the text cards' metrics:
+macro-F1 for the classifiers, recall@10 against the teacher's top 10 for search."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from export.options import ExportOptions
-from export.training import fit
+from export.text_data import INPUT_IDS
+
+__all__ = ["embed", "macro_f1", "mean_cosine", "recall", "run_sorted", "topk"]
 
 
-def _embed(model_fn, ids: np.ndarray, batch: int = 64) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Run the encoder over `ids` in length-sorted batches (less padding), back in input order."""
-    import torch
-
+def _length_order(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(real lengths, length-sorted order, its inverse): batches of similar length pad less."""
     lens = (ids != 0).sum(1)
     order = np.argsort(lens)
+    inv = np.empty_like(order)
+    inv[order] = np.arange(len(order))
+    return lens, order, inv
+
+
+def embed(model_fn, ids: np.ndarray, batch: int = 64) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Run an encoder (`ids -> (embedding, {task: logits})`) over `ids` in length-sorted, trimmed
+    batches, results back in input order."""
+    import torch
+
+    lens, order, inv = _length_order(ids)
     embs, logits = [], {}
     with torch.no_grad():
         for i in range(0, len(ids), batch):
             b = order[i : i + batch]
-            t = int(lens[b].max())
-            e, lg = model_fn(torch.tensor(ids[b, :t]))[:2]
+            e, lg = model_fn(torch.tensor(ids[b, : int(lens[b].max())]))[:2]
             embs.append(e.numpy())
             for k, v in lg.items():
                 logits.setdefault(k, []).append(v.numpy())
-    inv = np.empty_like(order)
-    inv[order] = np.arange(len(order))
     return np.concatenate(embs)[inv], {k: np.concatenate(v)[inv] for k, v in logits.items()}
 
 
-def _run_sorted(sess, ids: np.ndarray, batch: int = 64) -> np.ndarray:
-    """ONNX Runtime over length-sorted, trimmed batches, results in input order."""
-    lens = (ids != 0).sum(1)
-    order = np.argsort(lens)
+def run_sorted(sess, ids: np.ndarray, batch: int = 64) -> np.ndarray:
+    """ONNX Runtime over length-sorted, trimmed batches, the first output in input order."""
+    lens, order, inv = _length_order(ids)
     outs = []
     for i in range(0, len(ids), batch):
         b = order[i : i + batch]
-        outs.append(sess.run(None, {"input_ids": ids[b, : int(lens[b].max())]})[0])
-    inv = np.empty_like(order)
-    inv[order] = np.arange(len(order))
+        outs.append(sess.run(None, {INPUT_IDS.name: ids[b, : int(lens[b].max())]})[0])
     return np.concatenate(outs)[inv]
 
 
-def _macro_f1(y, pred) -> dict[str, float]:
+def macro_f1(y, pred) -> dict[str, float]:
+    """Macro-F1 and accuracy over the rows that have a label (y >= 0)."""
     from sklearn.metrics import accuracy_score, f1_score
 
     m = y >= 0
@@ -52,59 +57,18 @@ def _macro_f1(y, pred) -> dict[str, float]:
     }
 
 
-def _topk(q: np.ndarray, c: np.ndarray, k: int = 10) -> np.ndarray:
+def topk(q: np.ndarray, c: np.ndarray, k: int = 10) -> np.ndarray:
     s = q @ c.T
     return np.argsort(-s, axis=1)[:, :k]
 
 
-def _recall(a: np.ndarray, b: np.ndarray) -> float:
+def recall(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean overlap of each row of top-k lists `a` with the reference lists `b`."""
     return round(
         float(np.mean([len(set(x) & set(y)) / len(y) for x, y in zip(a, b, strict=True)])), 4
     )
 
 
-def _train_seed_lstm(ids, labels, split, n_cls: int, opts: ExportOptions):
-    """The seed article's classifier: token embedding -> one LSTM -> linear on the last real step."""
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
-
-    class SeedText(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.emb = nn.Embedding(30522, 64, padding_idx=0)
-            self.lstm = nn.LSTM(64, 96, batch_first=True)
-            self.out = nn.Linear(96, n_cls)
-
-        def forward(self, x):
-            h, _ = self.lstm(self.emb(x))
-            last = ((x != 0).sum(1) - 1).clamp(min=0)
-            return self.out(h[torch.arange(len(x)), last])
-
-    model = SeedText()
-    tr, va = split["train"], split["valid"]
-    keep = labels[tr] >= 0
-    x_tr, y_tr = torch.tensor(ids["train"][keep]), torch.tensor(labels[tr][keep])
-    x_va, y_va = torch.tensor(ids["valid"]), labels[va]
-    w = torch.tensor(
-        len(y_tr) / (n_cls * np.bincount(y_tr.numpy(), minlength=n_cls).clip(min=1)),
-        dtype=torch.float32,
-    )
-
-    def step(b):
-        return F.cross_entropy(model(x_tr[b]), y_tr[b], weight=w)
-
-    fit(
-        model,
-        step,
-        len(y_tr),
-        lambda: _macro_f1(y_va, model(x_va).argmax(1).numpy())["macro_f1"],
-        epochs=3 if opts.quick else 12,
-        batch_size=64,
-        lr=3e-3,
-        seed=opts.seed,
-        patience=3,
-        budget_s=3 if opts.quick else 40,
-        desc="seed LSTM text",
-    )
-    return model.eval()
+def mean_cosine(pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """Mean row-wise inner product of unit embeddings, over every row of every pair."""
+    return float(np.mean(np.concatenate([(a * b).sum(1) for a, b in pairs])))

@@ -47,6 +47,44 @@ class FitResult:
     seconds: float
 
 
+def _progress(batches: Iterator[np.ndarray], total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(
+        batches,
+        total=total,
+        desc=desc,
+        leave=False,
+        file=sys.stderr,
+        mininterval=1.0,
+        disable=None,
+    )
+
+
+def _train_epoch(model, opt, step, bar, out_of_budget: Callable[[], bool]) -> None:
+    """One pass of Adam steps over `bar`'s minibatches, stopping early when out of budget."""
+    import torch
+
+    model.train()
+    for idx in bar:
+        opt.zero_grad()
+        loss = step(idx)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        if out_of_budget():
+            break
+
+
+def _evaluate(model, evaluate: Callable[[], float]) -> float:
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        return float(evaluate())
+
+
 def fit(
     model,
     step: Callable[[np.ndarray], object],
@@ -69,7 +107,6 @@ def fit(
     changes the training less (not nothing: a shared core also makes each CPU second slower).
     """
     import torch
-    from tqdm import tqdm
 
     opt = torch.optim.Adam(
         [p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay
@@ -77,37 +114,24 @@ def fit(
     rng = np.random.default_rng(seed)
     best, best_state, bad, t0, done = -np.inf, None, 0, time.perf_counter(), 0
     cpu0 = time.process_time()
+
+    def out_of_budget() -> bool:
+        return time.process_time() - cpu0 > budget_s
+
     n_batches = (n_train + batch_size - 1) // batch_size
     for epoch in range(epochs):
-        model.train()
-        bar = tqdm(
-            minibatches(n_train, batch_size, rng),
-            total=n_batches,
-            desc=f"{desc} {epoch + 1}/{epochs}",
-            leave=False,
-            file=sys.stderr,
-            mininterval=1.0,
-            disable=None,
+        bar = _progress(
+            minibatches(n_train, batch_size, rng), n_batches, f"{desc} {epoch + 1}/{epochs}"
         )
-        for idx in bar:
-            opt.zero_grad()
-            loss = step(idx)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-            if time.process_time() - cpu0 > budget_s:
-                break
-        model.eval()
-        with torch.no_grad():
-            score = float(evaluate())
+        _train_epoch(model, opt, step, bar, out_of_budget)
+        score = _evaluate(model, evaluate)
         done = epoch + 1
         print(f"  {desc}: epoch {done} valid {score:.4f}", file=sys.stderr)
         if score > best:
             best, best_state, bad = score, copy.deepcopy(model.state_dict()), 0
         else:
             bad += 1
-        if bad >= patience or time.process_time() - cpu0 > budget_s:
+        if bad >= patience or out_of_budget():
             break
     if best_state is not None:
         model.load_state_dict(best_state)

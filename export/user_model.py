@@ -22,13 +22,15 @@ import json
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from export import onnx_tools
-from export.card import Card, Row, Rule, check_gates
-from export.repository import Tensor, config_toml
+from export.card import Card, Row, Rule, gate_of, spec_summary
+from export.specs import OnnxSpec, TensorSpec
+from server.contract.model_config import CONFIG_FILE, encode_config
 
 __all__ = ["main", "parse_tensor"]
 
@@ -39,6 +41,8 @@ _DTYPES = {
     "int32": ("TYPE_INT32", np.int32),
     "bool": ("TYPE_BOOL", np.bool_),
 }
+HELD_OUT_ROWS = 32
+LATENCY_RUNS = 50
 
 
 def parse_tensor(text: str) -> dict:
@@ -51,82 +55,7 @@ def parse_tensor(text: str) -> dict:
         ) from None
 
 
-def _load_factory(ref: str, state_dict: Path | None):
-    import torch
-
-    module_name, _, attr = ref.partition(":")
-    if not attr:
-        raise SystemExit(f"--factory {ref!r}: expected package.module:factory")
-    model = getattr(importlib.import_module(module_name), attr)()
-    if state_dict is not None:
-        model.load_state_dict(torch.load(state_dict, map_location="cpu", weights_only=True))
-    return model.eval()
-
-
-def _load_hf(folder: Path, pooling: str | None):
-    import torch
-    from torch import nn
-    from transformers import AutoModel
-
-    onnx_tools.offline_env()
-    base = AutoModel.from_pretrained(str(folder), attn_implementation="eager").eval()
-
-    class HF(nn.Module):
-        """input_ids (0 = pad; the mask is computed in-graph) -> last_hidden_state or mean embedding."""
-
-        def __init__(self):
-            super().__init__()
-            self.base = base
-
-        def forward(self, input_ids):
-            mask = (input_ids != 0).to(torch.float32)
-            h = self.base(input_ids=input_ids, attention_mask=mask).last_hidden_state
-            if pooling != "mean":
-                return h
-            return (h * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)
-
-    hidden = int(base.config.hidden_size)
-    outputs = (
-        [{"name": "embedding", "dtype": "fp32", "dims": [hidden]}]
-        if pooling == "mean"
-        else [{"name": "last_hidden_state", "dtype": "fp32", "dims": [-1, hidden]}]
-    )
-    vocab = int(getattr(base.config, "vocab_size", 1000))
-    return (
-        HF().eval(),
-        [{"name": "input_ids", "dtype": "int64", "dims": [-1], "pad_value": 0, "high": vocab}],
-        outputs,
-    )
-
-
-def _random_inputs(
-    inputs: list[dict], batch: int, rng: np.random.Generator, dyn: int = 16
-) -> list[np.ndarray]:
-    out = []
-    for t in inputs:
-        shape = [batch] + [dyn if d == -1 else d for d in t["dims"]]
-        np_t = _DTYPES[t["dtype"]][1]
-        if np.issubdtype(np_t, np.integer):
-            out.append(rng.integers(1, int(t.get("high", 100)), shape).astype(np_t))
-        elif np_t is np.bool_:
-            out.append(rng.random(shape) < 0.5)
-        else:
-            out.append(rng.standard_normal(shape).astype(np_t))
-    return out
-
-
-def _mean_cos(ref: list[np.ndarray], got: list[np.ndarray]) -> float:
-    return round(
-        float(
-            np.mean([onnx_tools.cosine_rows(r, g).mean() for r, g in zip(ref, got, strict=True)])
-        ),
-        5,
-    )
-
-
-def main(argv: list[str]) -> int:
-    import torch
-
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="shopserve export model", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--name", required=True)
@@ -146,9 +75,54 @@ def main(argv: list[str]) -> int:
         "--quantize", action="store_true", help="dynamic int8 (per-channel MatMul/Gemm), gated"
     )
     p.add_argument("--allow-regression", action="store_true")
-    a = p.parse_args(argv)
+    return p
 
-    torch.set_num_threads(2)
+
+# -- the source model and its tensors --------------------------------------------------------------
+
+
+def _load_factory(ref: str, state_dict: Path | None):
+    import torch
+
+    module_name, _, attr = ref.partition(":")
+    if not attr:
+        raise SystemExit(f"--factory {ref!r}: expected package.module:factory")
+    model = getattr(importlib.import_module(module_name), attr)()
+    if state_dict is not None:
+        model.load_state_dict(torch.load(state_dict, map_location="cpu", weights_only=True))
+    return model.eval()
+
+
+def _load_hf(folder: Path, pooling: str | None):
+    """A Hugging Face encoder: the module and its default tensors (input_ids -> hidden states)."""
+    from transformers import AutoModel
+
+    from export.user_hf import HFEncoder
+
+    onnx_tools.offline_env()
+    base = AutoModel.from_pretrained(str(folder), attn_implementation="eager").eval()
+    hidden = int(base.config.hidden_size)
+    outputs = (
+        [{"name": "embedding", "dtype": "fp32", "dims": [hidden]}]
+        if pooling == "mean"
+        else [{"name": "last_hidden_state", "dtype": "fp32", "dims": [-1, hidden]}]
+    )
+    vocab = int(getattr(base.config, "vocab_size", 1000))
+    inputs = [{"name": "input_ids", "dtype": "int64", "dims": [-1], "pad_value": 0, "high": vocab}]
+    return HFEncoder(base, pooling).eval(), inputs, outputs
+
+
+@dataclass
+class Source:
+    """The model to export and its tensors as given (dicts: name, dtype, dims, pad_value?, high?)."""
+
+    model: object
+    inputs: list[dict]
+    outputs: list[dict]
+    max_batch_size: int
+
+
+def load_source(a: argparse.Namespace) -> Source:
     inputs, outputs, mbs = a.input, a.output, a.max_batch_size
     if a.spec:
         spec = json.loads(a.spec.read_text())
@@ -164,135 +138,182 @@ def main(argv: list[str]) -> int:
     for t in inputs + outputs:
         if t["dtype"] not in _DTYPES:
             raise SystemExit(f"{t['name']}: dtype {t['dtype']!r} not one of {sorted(_DTYPES)}")
+    return Source(model, inputs, outputs, mbs)
 
-    names_in, names_out = [t["name"] for t in inputs], [t["name"] for t in outputs]
-    axes = {
-        t["name"]: {
-            0: "batch",
-            **{i + 1: f"{t['name']}_{i}" for i, d in enumerate(t["dims"]) if d == -1},
-        }
-        for t in inputs + outputs
-    }
-    rng = np.random.default_rng(0)
-    example = tuple(torch.from_numpy(x) for x in _random_inputs(inputs, 2, rng))
-    held = _random_inputs(inputs, 32, rng, dyn=24)
-    with torch.no_grad():
-        ref = model(*[torch.from_numpy(x) for x in held])
-    ref = [r.numpy() for r in (ref if isinstance(ref, tuple | list) else (ref,))]
 
-    folder = a.out / a.name
-    versions = (
-        [int(d.name) for d in folder.glob("*") if d.name.isdigit()] if folder.exists() else []
+def _tensor_spec(t: dict, pad_value: float = 0) -> TensorSpec:
+    dims = tuple(t["dims"])
+    pad = t.get("pad_value", pad_value) if -1 in dims else 0
+    return TensorSpec(t["name"], _DTYPES[t["dtype"]][0], dims, pad_value=pad)
+
+
+def build_spec(name: str, src: Source, pad_value: float) -> OnnxSpec:
+    """The user's tensors as an `OnnxSpec` (a dynamic input is padded with `pad_value`)."""
+    mbs = src.max_batch_size
+    return OnnxSpec(
+        name=name,
+        inputs=tuple(_tensor_spec(t, pad_value) for t in src.inputs),
+        outputs=tuple(_tensor_spec(t) for t in src.outputs),
+        max_batch_size=mbs,
+        preferred_batch_size=(min(8, mbs),) if mbs > 0 else (),
     )
-    version = max(versions, default=0) + 1
+
+
+def _random_inputs(
+    inputs: list[dict], batch: int, rng: np.random.Generator, dyn: int = 16
+) -> list[np.ndarray]:
+    out = []
+    for t in inputs:
+        shape = [batch] + [dyn if d == -1 else d for d in t["dims"]]
+        np_t = _DTYPES[t["dtype"]][1]
+        if np.issubdtype(np_t, np.integer):
+            out.append(rng.integers(1, int(t.get("high", 100)), shape).astype(np_t))
+        elif np_t is np.bool_:
+            out.append(rng.random(shape) < 0.5)
+        else:
+            out.append(rng.standard_normal(shape).astype(np_t))
+    return out
+
+
+# -- export, check, quantize ---------------------------------------------------------------------
+
+
+@dataclass
+class Probe:
+    """Random inputs: a small export example, a held-out batch and the source model's outputs."""
+
+    example: tuple
+    feeds: dict[str, np.ndarray]
+    reference: list[np.ndarray]
+
+
+def make_probe(src: Source, spec: OnnxSpec) -> Probe:
+    import torch
+
+    rng = np.random.default_rng(0)
+    example = tuple(torch.from_numpy(x) for x in _random_inputs(src.inputs, 2, rng))
+    held = _random_inputs(src.inputs, HELD_OUT_ROWS, rng, dyn=24)
+    with torch.no_grad():
+        ref = src.model(*[torch.from_numpy(x) for x in held])
+    ref = [r.numpy() for r in (ref if isinstance(ref, tuple | list) else (ref,))]
+    return Probe(example, dict(zip(spec.input_names, held, strict=True)), ref)
+
+
+def _mean_cos(ref: list[np.ndarray], got: list[np.ndarray]) -> float:
+    cos = [onnx_tools.cosine_rows(r, g).mean() for r, g in zip(ref, got, strict=True)]
+    return round(float(np.mean(cos)), 5)
+
+
+def _latency(sess, probe: Probe) -> dict[str, float]:
+    feeds = onnx_tools.head_feeds(probe.feeds, (1,))
+    return onnx_tools.latency_by_batch(sess, feeds, LATENCY_RUNS)
+
+
+def export_checked(spec: OnnxSpec, src: Source, probe: Probe, path: Path):
+    """fp32 ONNX at `path`, compared with the source model: (row, rule, check)."""
+    spec.export(src.model, probe.example, path)
+    sess = onnx_tools.session(path)
+    got = sess.run(None, probe.feeds)
+    check = spec.check(probe.reference, got)
+    cos = _mean_cos(probe.reference, got)
+    row = Row(
+        "student",
+        cos,
+        {"mean_cosine": cos, "max_abs_diff": check.max_abs_diff},
+        size_bytes=path.stat().st_size,
+        latency_ms=_latency(sess, probe),
+        note="fp32 ONNX vs the source model",
+    )
+    what = (
+        f"ONNX matches the source model (max abs diff <= {spec.atol:g} "
+        f"or min cosine >= {spec.min_cos:g})"
+    )
+    return row, Rule(what, check.max_abs_diff, spec.atol, check.passed), check
+
+
+def quantize_checked(fp32: Path, probe: Probe, path: Path) -> tuple[Row, Rule]:
+    """Dynamic int8 of `fp32` at `path`, gated on the mean cosine to the source model."""
+    onnx_tools.quantize_dynamic_int8(fp32, path)
+    sess = onnx_tools.session(path)
+    cos = _mean_cos(probe.reference, sess.run(None, probe.feeds))
+    row = Row(
+        "student-int8",
+        cos,
+        {"mean_cosine": cos},
+        size_bytes=path.stat().st_size,
+        latency_ms=_latency(sess, probe),
+        note="dynamic int8, per-channel",
+    )
+    rule = Rule("student-int8 mean cosine to the source model >= 0.99", cos, 0.99, cos >= 0.99)
+    return row, rule
+
+
+# -- the repository ------------------------------------------------------------------------------
+
+
+def _next_version(folder: Path) -> int:
+    versions = [int(d.name) for d in folder.glob("*") if d.name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def _card(spec: OnnxSpec, rows: list[Row], rules: list[Rule], argv: list[str], extra: dict):
+    return Card(
+        spec.name,
+        "user model exported with `shopserve export model`",
+        {
+            "name": "random inputs from the tensor spec",
+            "rows": HELD_OUT_ROWS,
+            "split": "held-out random batch",
+        },
+        "mean_cosine",
+        rows,
+        gate_of(rules),
+        extra={
+            "command": "shopserve export model " + " ".join(argv),
+            "contract": spec_summary(spec),
+            **extra,
+        },
+    )
+
+
+def _publish(folder: Path, version: int, served: Path, spec: OnnxSpec, notes: dict, card: Card):
+    (folder / str(version)).mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(served, folder / str(version) / "model.onnx")
+    (folder / CONFIG_FILE).write_bytes(encode_config(spec.config(notes)))
+    card.write(folder)
+
+
+def main(argv: list[str]) -> int:
+    import torch
+
+    a = _parser().parse_args(argv)
+    torch.set_num_threads(2)
+    src = load_source(a)
+    spec = build_spec(a.name, src, a.pad_value)
+    probe = make_probe(src, spec)
+    folder = a.out / a.name
+    version = _next_version(folder)
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = onnx_tools.export_onnx(
-            model, example, Path(tmp) / "model.onnx", names_in, names_out, axes
-        )
-        feeds = dict(zip(names_in, held, strict=True))
-        sess = onnx_tools.session(fp32)
-        got = sess.run(None, feeds)
-        check = onnx_tools.check_outputs(ref, got, atol=1e-3)
-        lat = {
-            "batch_1": onnx_tools.measure_latency_ms(
-                lambda: sess.run(None, {k: v[:1] for k, v in feeds.items()}), runs=50
-            )
-        }
-        rows = [
-            Row(
-                "student",
-                _mean_cos(ref, got),
-                {"mean_cosine": _mean_cos(ref, got), "max_abs_diff": check.max_abs_diff},
-                size_bytes=fp32.stat().st_size,
-                latency_ms=lat,
-                note="fp32 ONNX vs the source model",
-            )
-        ]
-        rules = [
-            Rule(
-                "ONNX matches the source model (max abs diff <= 1e-3 or min cosine >= 0.9999)",
-                check.max_abs_diff,
-                1e-3,
-                check.passed,
-            )
-        ]
-        served = fp32
+        served = Path(tmp) / "model.onnx"
+        row, rule, check = export_checked(spec, src, probe, served)
+        rows, rules = [row], [rule]
         if a.quantize:
-            q = onnx_tools.quantize_dynamic_int8(fp32, Path(tmp) / "model-int8.onnx")
-            qs = onnx_tools.session(q)
-            q_got = qs.run(None, feeds)
-            cos = _mean_cos(ref, q_got)
-            rows.append(
-                Row(
-                    "student-int8",
-                    cos,
-                    {"mean_cosine": cos},
-                    size_bytes=q.stat().st_size,
-                    latency_ms={
-                        "batch_1": onnx_tools.measure_latency_ms(
-                            lambda: qs.run(None, {k: v[:1] for k, v in feeds.items()}), runs=50
-                        )
-                    },
-                    note="dynamic int8, per-channel",
-                )
-            )
-            rules.append(
-                Rule("student-int8 mean cosine to the source model >= 0.99", cos, 0.99, cos >= 0.99)
-            )
-            served = q
-        gate = check_gates(
-            rows, served="student", speed_batch="batch_1", min_speedup=0.0, quick=True
-        )
-        gate["rules"] = [r.__dict__ for r in rules]
-        gate["passed"] = all(r.passed for r in rules)
-        text = config_toml(
-            a.name,
-            [
-                Tensor(
-                    t["name"],
-                    _DTYPES[t["dtype"]][0],
-                    t["dims"],
-                    pad_value=t.get("pad_value", a.pad_value) if -1 in t["dims"] else None,
-                )
-                for t in inputs
-            ],
-            [Tensor(t["name"], _DTYPES[t["dtype"]][0], t["dims"]) for t in outputs],
-            max_batch_size=mbs,
-            preferred_batch_size=[min(8, mbs)] if mbs > 0 else None,
-            parameters={
-                "source": a.factory or str(a.hf),
-                "variant": "student-int8" if served != fp32 else "student",
-            },
-        )
-        card = Card(
-            a.name,
-            "user model exported with `shopserve export model`",
-            {
-                "name": "random inputs from the tensor spec",
-                "rows": 32,
-                "split": "held-out random batch",
-            },
-            "mean_cosine",
-            rows,
-            gate,
-            extra={
-                "command": "shopserve export model " + " ".join(argv),
-                "export_check": check.to_dict(),
-                "version": version,
-            },
-        )
-        if not gate["passed"] and not a.allow_regression:
+            served = Path(tmp) / "model-int8.onnx"
+            q_row, q_rule = quantize_checked(Path(tmp) / "model.onnx", probe, served)
+            rows.append(q_row)
+            rules.append(q_rule)
+        extra = {"export_check": check.to_dict(), "version": version}
+        card = _card(spec, rows, rules, argv, extra)
+        if not card.gate["passed"] and not a.allow_regression:
             failed = [r.rule for r in rules if not r.passed]
             print(
                 f"{a.name}: gate failed, nothing written:\n  - " + "\n  - ".join(failed),
                 file=sys.stderr,
             )
             return 1
-        (folder / str(version)).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(served, folder / str(version) / "model.onnx")
-        (folder / "config.toml").write_text(text)
-        card.write(folder)
-    print(
-        f"{a.name}: version {version} written to {folder} (gate {'passed' if gate['passed'] else 'FAILED, allowed'})"
-    )
+        variant = "student-int8" if a.quantize else "student"
+        notes = {"source": a.factory or str(a.hf), "variant": variant}
+        _publish(folder, version, served, spec, notes, card)
+    verdict = "passed" if card.gate["passed"] else "FAILED, allowed"
+    print(f"{a.name}: version {version} written to {folder} (gate {verdict})")
     return 0

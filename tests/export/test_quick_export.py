@@ -5,15 +5,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import onnx
 import pytest
 
 from export import onnx_tools
 from export.card import Card, GateError, Row, Rule, check_gates
+from export.cli import FAMILIES
 from export.options import ExportOptions, finish
-from export.repository import ModelFolder
+from export.repository import ModelFolder, is_done
+from kernels.features import FeatureSpec, FeatureTables, assemble_features
 from server.contract.model_config import load_config
+from server.contract.pipelines import (
+    RecommendSpec,
+    ScorePreprocessing,
+    ScoreSpec,
+    load_pipeline_spec,
+)
 
 SERVED = [
     "risk",
@@ -24,7 +33,6 @@ SERVED = [
     "classify_department",
     "search_encoder",
 ]
-PIPELINES = ["recommend", "search"]
 _NP = {"TYPE_FP32": np.float32, "TYPE_INT64": np.int64}
 # the first test builds the shared quick repository (2-3 minutes on an idle 2-core machine; its
 # training budgets are CPU seconds, so a loaded machine stretches the wall time)
@@ -53,6 +61,8 @@ def test_served_model_loads_and_matches_its_config(quick_repo: Path, name: str):
     model = onnx.load(str(folder / "1" / "model.onnx"))
     assert model.ir_version <= 10
     sess = onnx_tools.session(folder / "1" / "model.onnx")
+    assert [i.name for i in sess.get_inputs()] == [t.name for t in config.input]
+    assert [o.name for o in sess.get_outputs()] == [t.name for t in config.output]
     outs = sess.run(None, _feeds(config))
     for spec, value in zip(config.output, outs, strict=True):
         assert value.shape[0] == 3
@@ -79,68 +89,87 @@ def test_card_schema_and_export_check(quick_repo: Path, name: str):
     assert (quick_repo / name / "card.md").read_text().startswith(f"# {name}")
 
 
-@pytest.mark.parametrize("name", PIPELINES)
-def test_pipeline_folders(quick_repo: Path, name: str):
-    config = load_config(quick_repo / name / "config.toml")
-    assert config.platform == "pipeline"
-    v = quick_repo / name / "1"
-    p = config.parameters
-    emb = np.load(v / p["item_embeddings" if name == "recommend" else "product_embeddings"])
-    assert emb.dtype == np.float32 and emb.shape[0] == len(
-        json.loads((v / p["item_ids"]).read_text())
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_every_family_publishes_its_folders(quick_repo: Path, family: str):
+    folders = FAMILIES[family][2]
+    assert is_done(quick_repo, folders), f"{family}: {folders}"
+
+
+def _pipeline(repo: Path, name: str):
+    got, spec = load_pipeline_spec(repo / name / "pipeline.toml")  # the server's own contract
+    assert got == name
+    assert not (repo / name / "config.toml").exists(), "a pipeline is not a model"
+    return spec
+
+
+def test_score_pipeline(quick_repo: Path):
+    spec = _pipeline(quick_repo, "score")
+    assert isinstance(spec, ScoreSpec) and spec.model == "risk"
+    assert 0 < spec.threshold < 1
+    pre = msgspec.json.decode(
+        (quick_repo / spec.model / "1" / spec.preprocess).read_bytes(), type=ScorePreprocessing
     )
-    assert len(np.load(v / p["item_prices"])) == emb.shape[0]
+    assert set(pre.vocab) >= {"Month", "VisitorType"}
+    inputs = load_config(quick_repo / spec.model / "config.toml").input
+    assert [t.dims for t in inputs] == [[len(pre.numeric)], [len(pre.categorical)]]
 
 
-def test_recommend_feature_tables_run_the_kernel(quick_repo: Path):
-    from kernels.features import FeatureSpec, FeatureTables, assemble_features
+def test_recommend_pipeline(quick_repo: Path):
+    spec = _pipeline(quick_repo, "recommend")
+    assert isinstance(spec, RecommendSpec) and spec.ranking is not None
+    encoder = load_config(quick_repo / spec.query_encoder / "config.toml")
+    assert encoder.model_warmup.dynamic_dim == spec.max_history
+    v, cat = quick_repo / "recommend" / "1", spec.catalog
+    emb = np.load(v / spec.item_embeddings)
+    assert emb.dtype == np.float32 and emb.shape[1] == encoder.output[0].dims[0]
+    assert emb.shape[0] == len(json.loads((v / cat.item_ids).read_text()))
+    assert emb.shape[0] == len(json.loads((v / cat.item_titles).read_text()))
+    assert len(np.load(v / cat.item_prices)) == len(np.load(v / spec.popularity)) == emb.shape[0]
 
-    v = quick_repo / "recommend" / "1"
-    spec = FeatureSpec.load(v / "features.json")
-    tables = FeatureTables(
-        *(
-            np.load(v / f"{n}.npy")
-            for n in (
-                "user_features",
-                "item_features",
-                "item_category",
-                "affinity_indptr",
-                "affinity_category",
-                "affinity_value",
-            )
-        )
-    )
+
+def test_ranker_folder_holds_the_ranking_artifacts(quick_repo: Path):
+    ranking = _pipeline(quick_repo, "recommend").ranking
+    v = quick_repo / ranking.model / "1"
+    spec = FeatureSpec.load(v / ranking.feature_spec)
+    files = ranking.tables
+    tables = FeatureTables(*(np.load(v / getattr(files, f)) for f in files.__struct_fields__))
+    user_ids = json.loads((v / ranking.user_ids).read_text())
+    assert tables.user_features.shape[0] == len(user_ids) + 1  # row 0: the unknown user
     out = np.empty((4, spec.n_features), np.float32)
     assemble_features(
         spec,
         tables,
-        np.array([0, 1]),
+        np.array([ranking.unknown_user_row, 1]),
         np.array([0, 2, 4]),
         np.array([1, 2, 3, 4]),
         np.array([0, 1, 1]),
         np.array([5]),
-        np.array([86400.0], np.float32),
+        np.array([ranking.recent_age_step_s], np.float32),
         out,
     )
-    ranker = load_config(quick_repo / "ranker" / "config.toml")
+    assert np.isfinite(out).all()
+    ranker = load_config(quick_repo / ranking.model / "config.toml")
     assert ranker.input[0].dims == [spec.n_features]
 
 
 def test_risk_contributions_are_exact(quick_repo: Path):
     folder = quick_repo / "risk"
-    pre = json.loads((folder / "1" / "preprocess.json").read_text())
-    assert 0 < pre["threshold"] < 1
-    assert set(pre["vocab"]) >= {"Month", "VisitorType"}
+    pre = msgspec.json.decode(
+        (folder / "1" / "preprocess.json").read_bytes(), type=ScorePreprocessing
+    )
+    config = load_config(folder / "config.toml")
     sess = onnx_tools.session(folder / "1" / "model.onnx")
     rng = np.random.default_rng(1)
+    numeric, categorical = (t.name for t in config.input)
     prob, logit, contrib = sess.run(
         None,
         {
-            "numeric": rng.standard_normal((5, 11)).astype(np.float32),
-            "categorical": rng.integers(0, 3, (5, 6)).astype(np.int64),
+            numeric: rng.standard_normal((5, len(pre.numeric))).astype(np.float32),
+            categorical: rng.integers(0, 3, (5, len(pre.categorical))).astype(np.int64),
         },
     )
-    np.testing.assert_allclose(contrib.sum(1) + pre["bias"], logit[:, 0], atol=1e-5)
+    assert contrib.shape[1] == len(pre.contributions)
+    np.testing.assert_allclose(contrib.sum(1) + pre.bias, logit[:, 0], atol=1e-5)
     np.testing.assert_allclose(prob[:, 0], 1 / (1 + np.exp(-logit[:, 0])), atol=1e-6)
 
 
