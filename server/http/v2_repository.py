@@ -27,6 +27,8 @@ async def _optional_json(request: Request) -> dict[str, Any]:
         obj = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise BadRequest(f"request body: malformed JSON: {exc}") from None
+    except RecursionError:  # msgspec decodes recursively: deep nesting must not be a 500
+        raise BadRequest("request body: JSON nested too deeply") from None
     if not isinstance(obj, dict):
         raise BadRequest("request body: expected a JSON object")
     return obj
