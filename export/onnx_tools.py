@@ -139,7 +139,12 @@ def quantize_dynamic_int8(
     src: Path, dst: Path, per_channel: bool = True, op_types: tuple[str, ...] = ("MatMul", "Gemm")
 ) -> Path:
     """Dynamic int8 (weights int8, activations quantized per batch), MatMul/Gemm only by default:
-    quantizing Gather (embeddings) and attention internals cost accuracy here for little speed."""
+    quantizing Gather (embeddings) and attention internals cost accuracy here for little speed.
+
+    Weights use 7 bits (`reduce_range`): on x86 CPUs without VNNI, ONNX Runtime's u8 x s8 kernel
+    (VPMADDUBSW) adds pairs of products in int16, which saturates with full-range int8 weights.
+    On this machine's AMD EPYC that cut a toy MLP's int8 cosine to its fp32 output to 0.954, and
+    to 0.9999 with reduce_range (ONNX Runtime's quantization docs give the same advice)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -147,6 +152,7 @@ def quantize_dynamic_int8(
         str(src),
         str(dst),
         per_channel=per_channel,
+        reduce_range=True,
         weight_type=QuantType.QInt8,
         op_types_to_quantize=list(op_types),
     )

@@ -64,10 +64,12 @@ LATENCY_BATCHES = (1, 64)
 HISTORY_NOTE = "history: item indices (0..N-1), most recent last, right-padded with -1"
 
 
-def served_spec(width: int, max_len: int) -> OnnxSpec:
-    """`QUERY_ENCODER` at the trained width, warmed up at the build's history length."""
+def served_spec(width: int, max_len: int, n_items: int) -> OnnxSpec:
+    """`QUERY_ENCODER` at the trained width, warmed up at the build's history length, with the
+    bounds the server checks before queueing: item indices in the catalogue, at most `max_len`."""
     spec = replace(QUERY_ENCODER, warmup_dynamic_dim=max_len)
-    return spec.with_tensor(replace(USER_VECTOR, dims=(width,)))
+    history = replace(HISTORY, min_value=0, max_value=n_items - 1, max_dims=(max_len,))
+    return spec.with_tensor(replace(USER_VECTOR, dims=(width,))).with_tensor(history)
 
 
 # -- baseline, seed, teacher, student (torch) ---------------------------------------------------
@@ -295,7 +297,7 @@ def export_recommender(opts: ExportOptions) -> None:
 
     work, runs = opts.cache / "recommender", 30 if opts.quick else 300
     item_emb = student.item_matrix().detach().numpy().astype(np.float32)
-    spec = served_spec(item_emb.shape[1], L)
+    spec = served_spec(item_emb.shape[1], L, item_emb.shape[0])
     x_test = encode_histories(data.test_hist(), L)
     t_path = export_encoder(spec, teacher, data, work / "teacher.onnx")
     s_path = export_encoder(spec, student, data, work / "student.onnx")

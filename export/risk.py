@@ -57,7 +57,7 @@ RISK = OnnxSpec(
     name=MODEL_NAME,
     inputs=(
         TensorSpec("numeric", "TYPE_FP32", (len(NUMERIC),)),
-        TensorSpec("categorical", "TYPE_INT64", (len(CATEGORICAL),)),
+        TensorSpec("categorical", "TYPE_INT64", (len(CATEGORICAL),), min_value=0),  # codes
     ),
     outputs=(
         TensorSpec("probability", "TYPE_FP32", (1,)),

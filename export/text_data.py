@@ -34,7 +34,19 @@ TASKS = {
 MAX_TOKENS = 128  # what the served tokenizer truncates to (classify and search)
 PRODUCT_TOKENS = 24  # product descriptions and queries are short
 # every text model's input: token ids [batch, tokens], 0 = pad (the mask is computed in-graph)
-INPUT_IDS = TensorSpec("input_ids", "TYPE_INT64", (-1,), pad_value=0)
+VOCAB = 30522  # the BERT uncased WordPiece vocabulary (MiniLM's, shared by every student)
+MAX_POSITIONS = 512  # MiniLM's position table (the students keep it)
+# token ids in the vocabulary, no longer than the position table: checked by the server before
+# queueing, so one bad request cannot fail the batch it would join
+INPUT_IDS = TensorSpec(
+    "input_ids",
+    "TYPE_INT64",
+    (-1,),
+    pad_value=0,
+    min_value=0,
+    max_value=VOCAB - 1,
+    max_dims=(MAX_POSITIONS,),
+)
 
 
 @dataclass

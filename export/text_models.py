@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from export import onnx_tools
+from export.text_data import VOCAB
 
 __all__ = [
     "EMBED_DIM",
@@ -24,7 +25,6 @@ __all__ = [
 
 EMBED_DIM = 384  # MiniLM-L6's hidden size: the sentence embedding's width
 STUDENT_LAYERS = 2  # the student keeps the teacher's first layers (top-layer dropping)
-VOCAB = 30522  # the BERT uncased WordPiece vocabulary
 
 
 def load_teacher():

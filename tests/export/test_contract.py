@@ -52,10 +52,13 @@ def test_model_specs_write_valid_configs(spec):
 
 
 def test_query_encoder_is_sized_after_training():
-    spec = served_spec(32, 20)
+    spec = served_spec(32, 20, 500)
     config = spec.config()
     assert config.output[0].dims == [32] and config.model_warmup.dynamic_dim == 20
     assert config.input[0].pad_value == -1
+    # the bounds the server checks before queueing: catalogue indices, at most max_history
+    assert (config.input[0].min_value, config.input[0].max_value) == (0, 499)
+    assert config.input[0].max_dims == [20]
     assert spec.dynamic_axes()["history"] == {0: "batch", 1: "history_0"}
     with pytest.raises(KeyError):
         QUERY_ENCODER.with_tensor(replace(USER_VECTOR, name="other"))
