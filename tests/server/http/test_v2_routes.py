@@ -7,7 +7,7 @@ import struct
 
 import numpy as np
 
-from tests.server.v2.helpers import assert_error, binary_body, mlp_request
+from tests.server.http.helpers import assert_error, binary_body, mlp_request
 
 
 def test_server_metadata_and_health(client):

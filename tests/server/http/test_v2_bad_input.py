@@ -9,7 +9,7 @@ import struct
 import pytest
 
 from server.errors import Overloaded
-from tests.server.v2.helpers import assert_error, binary_body, mlp_request
+from tests.server.http.helpers import assert_error, binary_body, mlp_request
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,395 @@
+"""Every /v1 route in-process over the fake shop (tests/server/pipelines/fakes.py): no torch, no
+trained weights. `create_app(..., models=FakeModelSource)` gives the pipelines their models."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from litestar.testing import TestClient
+
+from server.app import create_app
+from server.contract.pipelines import SearchSpec
+from server.settings import Settings
+from tests.server.http.helpers import assert_error
+from tests.server.pipelines.fakes import FakeModelSource
+from tests.server.pipelines.shop import SESSION, Shop, build_shop, write_pipeline
+
+# a loaded test machine must not turn into 504s; budgets are tested with explicit small values
+GENEROUS = {"recommend": 5000.0, "search": 5000.0, "classify": 5000.0, "score": 5000.0}
+
+
+def _client(shop: Shop, models: FakeModelSource | None = None) -> TestClient:
+    settings = Settings(model_repository=str(shop.repo), device="cpu", budgets_ms=GENEROUS)
+    return TestClient(create_app(settings, models=models or shop.models))
+
+
+@pytest.fixture(scope="module")
+def v1shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
+    return build_shop(tmp_path_factory.mktemp("v1shop"))
+
+
+@pytest.fixture(scope="module")
+def v1(v1shop: Shop):
+    with _client(v1shop) as c:
+        yield c
+
+
+def _timing(r) -> str:
+    return r.headers["server-timing"]
+
+
+# -- /v1/score ------------------------------------------------------------------------------------
+
+
+def test_score_explains_exactly(v1):
+    r = v1.post("/v1/score", json={"session": SESSION}, headers={"X-Request-Id": "abc"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {
+        "probability",
+        "label",
+        "threshold",
+        "base",
+        "explanation",
+        "model_versions",
+    }
+    contribs = [e["contribution"] for e in body["explanation"]]
+    assert len(contribs) == 17
+    assert [abs(c) for c in contribs] == sorted((abs(c) for c in contribs), reverse=True)
+    logit = body["base"] + sum(contribs)
+    assert body["probability"] == pytest.approx(1 / (1 + np.exp(-logit)), abs=1e-5)
+    assert body["label"] == (body["probability"] >= body["threshold"])
+    assert body["threshold"] == 0.4  # the ScoreSpec's, from score/pipeline.toml
+    assert body["model_versions"] == {"risk": "7"}
+    for stage in ("features", "model", "total"):
+        assert f"{stage};dur=" in _timing(r)
+    assert r.headers["x-request-id"] == "abc"
+
+
+def test_high_page_value_raises_the_probability(v1):
+    low = v1.post("/v1/score", json={"session": SESSION}).json()["probability"]
+    high = v1.post(
+        "/v1/score", json={"session": {**SESSION, "PageValues": 80.0, "Month": "Nov"}}
+    ).json()["probability"]
+    assert high > low
+
+
+@pytest.mark.parametrize(
+    ("session", "needle"),
+    [
+        ({**SESSION, "Month": "Foo"}, "$.session.Month"),
+        ({k: v for k, v in SESSION.items() if k != "Weekend"}, "Weekend"),
+        ({**SESSION, "BounceRates": "x"}, "$.session.BounceRates"),
+        ({**SESSION, "BounceRates": 3.0}, "$.session.BounceRates"),
+        ({**SESSION, "Administrative": -1}, "$.session.Administrative"),
+        ({**SESSION, "Weekend": "yes"}, "$.session.Weekend"),
+        ({**SESSION, "Colour": "red"}, "Colour"),
+    ],
+)
+def test_bad_sessions_are_400_naming_the_field(v1, session, needle):
+    assert_error(v1.post("/v1/score", json={"session": session}), 400, needle)
+
+
+def test_score_bad_bodies(v1):
+    assert_error(v1.post("/v1/score", content=b'{"session": {"BounceRates": NaN}}'), 400)
+    assert_error(v1.post("/v1/score", content=b"{not json"), 400, "request body")
+    assert_error(
+        v1.post("/v1/score", json={"session": SESSION, "budget_ms": 0}), 400, "$.budget_ms"
+    )
+    assert_error(v1.post("/v1/score", json={"session": SESSION, "extra": 1}), 400, "extra")
+    unknown_visitor = v1.post("/v1/score", json={"session": {**SESSION, "VisitorType": "Robot"}})
+    assert unknown_visitor.status_code == 200  # unseen category -> the <unk> slot, documented
+
+
+# -- /v1/classify ---------------------------------------------------------------------------------
+
+
+def test_classify_each_task(v1):
+    for task, labels, version in (
+        ("sentiment", {"negative", "neutral", "positive"}, "1"),
+        ("recommended", {"yes", "no"}, "4"),
+    ):
+        r = v1.post(
+            "/v1/classify",
+            json={
+                "texts": ["Love this dress, fits perfectly", "Terrible quality, returned it"],
+                "task": task,
+            },
+        )
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert len(body["results"]) == 2
+        for res in body["results"]:
+            assert set(res["scores"]) == labels and res["label"] in labels
+            assert sum(res["scores"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert body["model_versions"] == {f"classify_{task}": version}
+        assert "tokenize;dur=" in _timing(r) and "model;dur=" in _timing(r)
+    r = v1.post("/v1/classify", json={"texts": ["love it", "bad, broke"], "task": "sentiment"})
+    assert [x["label"] for x in r.json()["results"]] == ["positive", "negative"]
+
+
+def test_classify_splits_requests_larger_than_the_models_batch(v1):
+    r = v1.post(
+        "/v1/classify",
+        json={"texts": [f"review number {i}" for i in range(20)], "task": "sentiment"},
+    )
+    assert r.status_code == 200, r.text
+    assert len(r.json()["results"]) == 20
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"texts": [], "task": "sentiment"}, "$.texts"),
+        ({"texts": [""], "task": "sentiment"}, "$.texts[0]"),
+        ({"texts": ["x"] * 10_000, "task": "sentiment"}, "$.texts"),
+        ({"texts": ["x" * 5001], "task": "sentiment"}, "$.texts[0]"),
+        ({"texts": "fine", "task": "sentiment"}, "$.texts"),
+        ({"texts": ["fine"]}, "task"),
+        ({"texts": ["fine"], "task": ""}, "$.task"),
+    ],
+)
+def test_classify_bad_input(v1, body, needle):
+    assert_error(v1.post("/v1/classify", json=body), 400, needle)
+
+
+def test_classify_unknown_task_is_400_listing_the_served_ones(v1):
+    body = assert_error(
+        v1.post("/v1/classify", json={"texts": ["fine"], "task": "colour"}),
+        400,
+        "task",
+        "colour",
+        "recommended",
+        "sentiment",
+    )
+    assert body["code"] == "invalid_input"
+
+
+# -- /v1/search -----------------------------------------------------------------------------------
+
+
+def test_search_returns_products_within_filters(v1, v1shop):
+    r = v1.post("/v1/search", json={"query": "white heart", "k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["items"]) == 5 and body["degraded"] is False
+    assert set(body["items"][0]) == {"item_id", "title", "price", "score"}
+    assert body["items"][0]["title"] == "white heart"
+    scores = [i["score"] for i in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+    assert body["model_versions"] == {"search": "1", "search_encoder": "3"}
+    cheap = v1.post(
+        "/v1/search", json={"query": "white heart", "k": 10, "filters": {"price_max": 4.0}}
+    ).json()
+    assert len(cheap["items"]) == 4 and all(i["price"] <= 4.0 for i in cheap["items"])
+    for stage in ("tokenize", "encode", "retrieve"):
+        assert f"{stage};dur=" in _timing(r)
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"query": ""}, "$.query"),
+        ({"query": "x" * 1_000_000}, "$.query"),
+        ({"query": "mug", "k": 0}, "$.k"),
+        ({"query": "mug", "k": 10_000}, "$.k"),
+        ({"query": "mug", "filters": {"price_min": 5, "price_max": 1}}, "price_min"),
+        ({"query": "mug", "filters": {"price_min": -1}}, "$.filters.price_min"),
+        ({"query": "mug", "filters": {"colour": "red"}}, "colour"),
+        ({"k": 3}, "query"),
+    ],
+)
+def test_search_bad_input(v1, body, needle):
+    assert_error(v1.post("/v1/search", json=body), 400, needle)
+
+
+# -- /v1/recommend --------------------------------------------------------------------------------
+
+
+def test_recommend_from_history(v1, v1shop):
+    history = v1shop.item_ids[:3]
+    r = v1.post("/v1/recommend", json={"history": [*history, "NOT-AN-ITEM"], "k": 10})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["items"]) == 10
+    assert body["ignored_items"] == ["NOT-AN-ITEM"]
+    assert not set(history) & {i["item_id"] for i in body["items"]}  # exclude_history by default
+    assert body["model_versions"] == {"recommend": "1", "query_encoder": "2", "ranker": "5"}
+    assert "retrieve;dur=" in _timing(r)
+    kept = v1.post(
+        "/v1/recommend",
+        json={"history": history, "k": 100, "filters": {"exclude_history": False, "price_max": 5}},
+    ).json()
+    assert len(kept["items"]) == 5 and all(i["price"] <= 5 for i in kept["items"])
+
+
+def test_recommend_unknown_history_falls_back_to_popularity(v1, v1shop):
+    r = v1.post(
+        "/v1/recommend", json={"history": ["nope-1", "nope-2"], "user_id": "unknown-user", "k": 5}
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["items"]) == 5 and body["ignored_items"] == ["nope-1", "nope-2"]
+    popular = [v1shop.item_ids[i] for i in np.argsort(-v1shop.popularity, kind="stable")[:5]]
+    assert [i["item_id"] for i in body["items"]] == popular
+    empty = v1.post("/v1/recommend", json={"k": 5}).json()
+    assert [i["item_id"] for i in empty["items"]] == popular
+    assert "popularity;dur=" in _timing(r)
+    cheap = v1.post("/v1/recommend", json={"k": 5, "filters": {"price_min": 46}}).json()
+    assert len(cheap["items"]) == 5 and all(i["price"] >= 46 for i in cheap["items"])
+
+
+def test_recommend_ranks_candidates_with_the_ranker(v1, v1shop):
+    r = v1.post("/v1/recommend", json={"history": v1shop.item_ids[5:9], "user_id": "U1", "k": 10})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["degraded"] is False and "ranker" in body["model_versions"]
+    assert "features;dur=" in _timing(r) and "rank;dur=" in _timing(r)
+    scores = [i["score"] for i in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+    prices = [i["price"] for i in body["items"]]
+    assert prices == sorted(prices)  # the fake ranker prefers cheap items
+
+
+def test_recommend_degrades_to_retrieval_order_when_ranking_cannot_fit(v1, v1shop, monkeypatch):
+    monkeypatch.setattr(v1shop.models["ranker"], "ns_per_row", 10**12)  # "1000 s per row"
+    r = v1.post("/v1/recommend", json={"history": v1shop.item_ids[5:9], "k": 10})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["degraded"] is True and len(body["items"]) == 10
+    assert "rank;dur=" not in _timing(r)
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"history": "abc"}, "$.history"),
+        ({"history": [1, 2]}, "$.history[0]"),
+        ({"history": [], "k": 101}, "$.k"),
+        ({"history": [], "filters": {"exclude_history": "no"}}, "$.filters.exclude_history"),
+        ({"history": [], "budget_ms": -1}, "$.budget_ms"),
+        ({"history": ["x" * 65]}, "$.history[0]"),
+        ({"history": [], "filters": {"price_min": 9, "price_max": 2}}, "price_min"),
+    ],
+)
+def test_recommend_bad_input(v1, body, needle):
+    assert_error(v1.post("/v1/recommend", json=body), 400, needle)
+
+
+# -- deadlines ------------------------------------------------------------------------------------
+
+CALLS = {
+    "score": ("risk", {"session": SESSION}),
+    "classify": ("classify_sentiment", {"texts": ["good"], "task": "sentiment"}),
+    "search": ("search_encoder", {"query": "red mug"}),
+    "recommend": ("query_encoder", {"history": ["SKU001"]}),
+}
+
+
+@pytest.mark.parametrize("endpoint", sorted(CALLS))
+def test_a_budget_spent_is_504_never_500(v1, v1shop, monkeypatch, endpoint):
+    model, body = CALLS[endpoint]
+    monkeypatch.setattr(v1shop.models[model], "delay_s", 0.2)
+    r = v1.post(f"/v1/{endpoint}", json={**body, "budget_ms": 1})
+    assert assert_error(r, 504, "budget of 1 ms")["code"] == "deadline_exceeded"
+    # the model is still waiting when the deadline passes (as in the batcher's queue)
+    r = v1.post(f"/v1/{endpoint}", json=body, headers={"X-Request-Timeout-Ms": "20"})
+    assert assert_error(r, 504)["code"] == "deadline_exceeded"
+    assert v1.post(f"/v1/{endpoint}", json=body).status_code == 200  # the default is generous
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "0.001", "abc", "nan", "inf"])
+def test_timeout_header_out_of_range_is_400(v1, value):
+    r = v1.post("/v1/score", json={"session": SESSION}, headers={"X-Request-Timeout-Ms": value})
+    assert_error(r, 400, "X-Request-Timeout-Ms")
+
+
+# -- /v1/pipelines and pipelines that cannot be served ----------------------------------------------
+
+
+def test_pipelines_lists_state_versions_and_gates(v1):
+    r = v1.get("/v1/pipelines")
+    assert r.status_code == 200, r.text
+    rows = {p["name"]: p for p in r.json()["pipelines"]}
+    assert list(rows) == ["classify", "recommend", "score", "search"]
+    for name, p in rows.items():
+        assert (p["kind"], p["version"], p["state"], p["reason"]) == (name, "1", "READY", "")
+    assert rows["search"]["models"] == [
+        {"name": "search_encoder", "version": "3", "gate": "passed"}
+    ]
+    assert rows["recommend"]["models"] == [
+        {"name": "query_encoder", "version": "2", "gate": "failed"},
+        {"name": "ranker", "version": "5", "gate": "none"},
+    ]
+    assert [m["name"] for m in rows["classify"]["models"]] == [
+        "classify_sentiment",
+        "classify_recommended",
+    ]
+
+
+def test_pipelines_are_not_v2_models(v1):
+    names = {row["name"] for row in v1.post("/v2/repository/index").json()}
+    assert not names & {"search", "recommend", "classify", "score"}
+    assert_error(v1.get("/v2/models/search"), 404)
+
+
+def test_broken_pipelines_are_unavailable_and_answer_503(tmp_path: Path):
+    shop = build_shop(tmp_path)
+    emb = shop.folder("search") / "product_embeddings.npy"
+    np.save(emb, np.load(emb)[:-5])  # truncated: 45 rows for 50 items
+    shutil.copy(shop.folder("recommend") / "item_embeddings.npy", shop.repo / "outside.npy")
+    spec = shop.specs["recommend"]
+    write_pipeline(
+        shop.repo,
+        "recommend",
+        type(spec)(
+            query_encoder=spec.query_encoder,
+            item_embeddings="../../outside.npy",
+            ranking=spec.ranking,
+        ),
+    )
+    with _client(shop) as c:
+        rows = {p["name"]: p for p in c.get("/v1/pipelines").json()["pipelines"]}
+        assert rows["search"]["state"] == "UNAVAILABLE"
+        assert "product_embeddings.npy has shape [45, 16]" in rows["search"]["reason"]
+        assert rows["recommend"]["state"] == "UNAVAILABLE"
+        assert "'../../outside.npy' must be a relative name" in rows["recommend"]["reason"]
+        assert rows["score"]["state"] == rows["classify"]["state"] == "READY"
+        body = assert_error(c.post("/v1/search", json={"query": "mug"}), 503, "product_embeddings")
+        assert body["code"] == "not_ready"
+        assert_error(c.post("/v1/recommend", json={"history": []}), 503, "recommend")
+        assert c.post("/v1/score", json={"session": SESSION}).status_code == 200
+
+
+def test_ranker_not_served_answers_in_retrieval_order(tmp_path: Path):
+    shop = build_shop(tmp_path)
+    models = FakeModelSource({k: v for k, v in shop.models.models.items() if k != "ranker"})
+    with _client(shop, models) as c:
+        r = c.post("/v1/recommend", json={"history": shop.item_ids[5:9], "k": 10})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["degraded"] is True and len(body["items"]) == 10
+        assert body["model_versions"] == {"recommend": "1", "query_encoder": "2"}
+        scores = [i["score"] for i in body["items"]]
+        assert scores == sorted(scores, reverse=True)  # retrieval scores, retrieval order
+        (rec,) = [p for p in c.get("/v1/pipelines").json()["pipelines"] if p["name"] == "recommend"]
+        assert rec["state"] == "READY"
+        assert {"name": "ranker", "version": "", "gate": "missing"} in rec["models"]
+
+
+def test_a_pipeline_that_is_not_there_is_404(tmp_path: Path):
+    shop = build_shop(tmp_path)
+    shutil.rmtree(shop.repo / "score")
+    write_pipeline(shop.repo, "classify", SearchSpec(encoder="search_encoder"))  # wrong kind
+    shutil.copytree(shop.folder("search"), shop.folder("classify"), dirs_exist_ok=True)
+    with _client(shop) as c:
+        assert_error(c.post("/v1/score", json={"session": SESSION}), 404, "score")
+        body = assert_error(
+            c.post("/v1/classify", json={"texts": ["x"], "task": "sentiment"}), 503, "search"
+        )
+        assert body["code"] == "not_ready"
+        assert_error(c.get("/v1/nothing"), 404)
+        assert_error(c.get("/v1/score"), 405)
