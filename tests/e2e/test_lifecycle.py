@@ -12,28 +12,24 @@ import urllib.request
 
 import pytest
 
+from server.contract.model_config import DynamicBatching, ModelWarmup, QueuePolicy
+from tests.configs import mlp_config, toml
 from tests.e2e.serverproc import ServerProcess
 
 pytestmark = pytest.mark.slow
 
-_SLOW_CONFIG = """
-name = "slow"
-max_batch_size = 8
-[[input]]
-name = "features"
-data_type = "TYPE_FP32"
-dims = [64]
-[[output]]
-name = "score"
-data_type = "TYPE_FP32"
-dims = [1]
-[dynamic_batching]
-max_queue_delay_microseconds = 2000000
-[dynamic_batching.default_queue_policy]
-default_timeout_microseconds = 10000000
-[model_warmup]
-batch_sizes = [1]
-"""
+# the MLP with a 2 s queue delay, so requests sit in its queue on demand
+_SLOW_CONFIG = toml(
+    mlp_config(
+        "slow",
+        8,
+        dynamic_batching=DynamicBatching(
+            max_queue_delay_microseconds=2_000_000,
+            default_queue_policy=QueuePolicy(default_timeout_microseconds=10_000_000),
+        ),
+        model_warmup=ModelWarmup(batch_sizes=[1]),
+    )
+)
 
 
 def _post(base: str, path: str, body: dict, timeout: float = 30) -> tuple[int, dict]:

@@ -6,40 +6,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from server.contract.model_config import decode_config
+from server.contract.model_config import ModelConfig
 from server.engine.validation import check_inputs
 from server.errors import BadRequest
+from tests.configs import tensor
 
-CONFIG = decode_config(
-    """
-name = "m"
-max_batch_size = 8
-[[input]]
-name = "ids"
-data_type = "TYPE_INT64"
-dims = [-1]
-min_value = 0
-max_value = 99
-max_dims = [16]
-[[input]]
-name = "x"
-data_type = "TYPE_FP32"
-dims = [3]
-[[output]]
-name = "y"
-data_type = "TYPE_FP32"
-dims = [1]
-"""
+CONFIG = ModelConfig(
+    name="m",
+    max_batch_size=8,
+    input=[
+        tensor("ids", [-1], "TYPE_INT64", min_value=0, max_value=99, max_dims=[16]),
+        tensor("x", [3]),
+    ],
+    output=[tensor("y", [1])],
 )
-UNBATCHED = decode_config(
-    """
-name = "u"
-[[input]]
-name = "x"
-data_type = "TYPE_FP32"
-dims = [2, 3]
-"""
-)
+UNBATCHED = ModelConfig(name="u", input=[tensor("x", [2, 3])])
 
 
 def _ok(rows: int = 2, width: int = 4) -> dict[str, np.ndarray]:
@@ -92,10 +73,7 @@ def test_unbatched_shapes_are_exact():
 
 
 def test_dynamic_dims_without_a_bound_get_the_global_limit():
-    cfg = decode_config(
-        'name = "t"\nmax_batch_size = 4\n[[input]]\nname = "t"\n'
-        'data_type = "TYPE_INT64"\ndims = [-1]\n'
-    )
+    cfg = ModelConfig(name="t", max_batch_size=4, input=[tensor("t", [-1], "TYPE_INT64")])
     assert check_inputs(cfg, {"t": np.zeros((1, 64), np.int64)}, max_dynamic_dim=64) == 1
     with pytest.raises(BadRequest, match="dynamic dim of 65 exceeds the model's maximum of 64"):
         check_inputs(cfg, {"t": np.zeros((1, 65), np.int64)}, max_dynamic_dim=64)

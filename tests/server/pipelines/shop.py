@@ -29,6 +29,7 @@ from server.contract.pipelines import (
     encode_pipeline_spec,
 )
 from server.pipelines.text import TextEncoder
+from server.schemas.v1 import Session
 from tests.server.pipelines.fakes import (
     FakeModel,
     FakeModelSource,
@@ -66,21 +67,9 @@ DIM = 16
 USERS = ["U1", "U2", "U3"]
 
 # the risk model: column names of the dataset (server/schemas/v1.py::Session), as export splits them
-NUMERIC = [
-    "Administrative",
-    "Administrative_Duration",
-    "Informational",
-    "Informational_Duration",
-    "ProductRelated",
-    "ProductRelated_Duration",
-    "BounceRates",
-    "ExitRates",
-    "PageValues",
-    "SpecialDay",
-    "Weekend",
-]
-LOG1P = [*NUMERIC[:6], "PageValues"]
 CATEGORICAL = ["Month", "VisitorType", "OperatingSystems", "Browser", "Region", "TrafficType"]
+NUMERIC = [f for f in Session.__struct_fields__ if f not in CATEGORICAL]  # Weekend as 0/1
+LOG1P = [*NUMERIC[:6], "PageValues"]
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "June", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 VOCABS = {
     "Month": ["<unk>", *sorted(MONTHS)],

@@ -3,38 +3,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.contract.model_config import decode_config
+from server.contract.model_config import InstanceGroup, ModelConfig, Optimization
 from server.errors import ModelLoadError
 from server.runtime.session import OrtModel
+from tests.configs import mlp_config
 
 
-def _config(text: str, **subs: str):
-    return decode_config(text.format(**subs))
-
-
-MLP = """
-name = "mlp"
-max_batch_size = 1024
-[[input]]
-name = "features"
-data_type = "TYPE_FP32"
-dims = [64]
-[[output]]
-name = "score"
-data_type = "TYPE_FP32"
-dims = [1]
-[[instance_group]]
-count = {count}
-kind = "{kind}"
-[optimization]
-io_binding = "{binding}"
-"""
+def _config(count: int, kind: str, binding: str) -> ModelConfig:
+    return mlp_config(
+        instance_group=[InstanceGroup(count=count, kind=kind)],  # type: ignore[arg-type]
+        optimization=Optimization(io_binding=binding),  # type: ignore[arg-type]
+    )
 
 
 def test_kind_gpu_fails_clearly_without_cuda(demo_repo: Path):
     from server.runtime.providers import cuda_driver_present
 
-    cfg = _config(MLP, count="1", kind="KIND_GPU", binding="auto")
+    cfg = _config(1, "KIND_GPU", "auto")
     if not cuda_driver_present():
         with pytest.raises(ModelLoadError, match="KIND_GPU"):
             OrtModel(demo_repo / "mlp/1/model.onnx", cfg)
@@ -49,7 +34,7 @@ def test_kind_gpu_fails_clearly_without_cuda(demo_repo: Path):
 
 
 def test_instances_io_binding_and_warmup(demo_repo: Path):
-    cfg = _config(MLP, count="2", kind="KIND_CPU", binding="on")
+    cfg = _config(2, "KIND_CPU", "on")
     model = OrtModel(demo_repo / "mlp/1/model.onnx", cfg)
     assert model.device == "cpu" and model.instances == 2 and model.io_binding
     x = np.random.default_rng(0).standard_normal((5, 64)).astype(np.float32)
