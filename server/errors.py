@@ -39,23 +39,20 @@ class ShopserveError(Exception):
 class BadRequest(ShopserveError):
     """Invalid input: the message names the field."""
 
-    status_code = 400
-    code = "invalid_input"
+    status_code, code = 400, "invalid_input"
 
 
 class ModelLoadError(ShopserveError):
     """A model or pipeline that cannot be served: the message names the file and field. Kept
     on the repository entry (index, log); a load requested through the API answers it as 400."""
 
-    status_code = 400
-    code = "load_failed"
+    status_code, code = 400, "load_failed"
 
 
 class Unauthorized(ShopserveError):
     """An admin call without `Authorization: Bearer <token>` while a token is configured."""
 
-    status_code = 401
-    code = "unauthorized"
+    status_code, code = 401, "unauthorized"
 
     def __init__(self, message: str) -> None:
         super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
@@ -64,33 +61,33 @@ class Unauthorized(ShopserveError):
 class Forbidden(ShopserveError):
     """A wrong admin token, or model control that this server's mode refuses (Triton: 400)."""
 
-    status_code = 403
-    code = "forbidden"
+    status_code, code = 403, "forbidden"
 
 
 class ModelNotFound(ShopserveError):
-    status_code = 404
-    code = "not_found"
+    """No such model, version or pipeline."""
+
+    status_code, code = 404, "not_found"
 
 
 class MethodNotAllowed(ShopserveError):
-    status_code = 405
-    code = "method_not_allowed"
+    status_code, code = 405, "method_not_allowed"
 
 
 class PayloadTooLarge(ShopserveError):
-    status_code = 413
-    code = "payload_too_large"
+    """A body over `max_body_bytes`, refused before it is parsed."""
+
+    status_code, code = 413, "payload_too_large"
 
 
 class UnsupportedMediaType(ShopserveError):
-    status_code = 415
-    code = "unsupported_media_type"
+    status_code, code = 415, "unsupported_media_type"
 
 
 class Overloaded(ShopserveError):
-    status_code = 429
-    code = "overloaded"
+    """A full queue or a worker at its in-flight bound: answered before the body is read."""
+
+    status_code, code = 429, "overloaded"
 
     def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
         super().__init__(message, headers={"Retry-After": str(max(1, retry_after_s))})
@@ -99,30 +96,29 @@ class Overloaded(ShopserveError):
 class ClientDisconnected(ShopserveError):
     """The client went away before its answer (nginx's 499); nobody reads the body."""
 
-    status_code = 499
-    code = "client_disconnected"
+    status_code, code = 499, "client_disconnected"
 
 
 class InternalError(ShopserveError):
-    status_code = 500
-    code = "internal"
+    status_code, code = 500, "internal"
 
 
 class InferenceFailed(ShopserveError):
-    """The model raised while running a batch; every request of that batch gets this."""
+    """The model raised on this request alone (its batch-mates were isolated and answered)."""
 
-    status_code = 500
-    code = "inference_failed"
+    status_code, code = 500, "inference_failed"
 
 
 class ModelNotReady(ShopserveError):
-    status_code = 503
-    code = "not_ready"
+    """Loading, unloading, failed to load, or the server is draining."""
+
+    status_code, code = 503, "not_ready"
 
 
 class DeadlineExceeded(ShopserveError):
-    status_code = 504
-    code = "deadline_exceeded"
+    """The request's deadline or budget passed: answered at that moment."""
+
+    status_code, code = 504, "deadline_exceeded"
 
 
 BY_STATUS: dict[int, type[ShopserveError]] = {
