@@ -9,13 +9,21 @@ REPO   ?= model_repository
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: serve test lint typecheck bench clean
+.PHONY: serve test lint typecheck bench clean lock
 
-$(VENV)/.installed: pyproject.toml
+# every package pinned to an exact version and hash (requirements.lock, made by `make lock`);
+# pip refuses `-e .` under --require-hashes, so the lock goes first and the project without deps
+$(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[dev,export,loadtest]'
+	$(PIP) install -q --require-hashes --no-deps -r requirements.lock
+	$(PIP) install -q --no-deps --no-build-isolation -e . || $(PIP) install -q --no-deps -e .
 	touch $@
+
+# re-pin after a change to pyproject.toml's dependencies (pip-tools, in a throwaway venv)
+lock:
+	$(PYTHON) -m venv /tmp/shopserve-piptools && /tmp/shopserve-piptools/bin/pip install -q pip-tools
+	/tmp/shopserve-piptools/bin/pip-compile --quiet --extra dev --extra export --extra loadtest \
+		--generate-hashes --strip-extras --allow-unsafe -o requirements.lock pyproject.toml
 
 # the full demo repository: trained on the real data in data/ (resumable: finished models are
 # kept; models that miss a quality gate are still served, their cards say which gate failed), plus the small onnx.helper models the README's first examples use
@@ -25,7 +33,7 @@ $(REPO)/.complete: | $(VENV)/.installed
 	touch $@
 
 serve: $(VENV)/.installed $(REPO)/.complete
-	$(VENV)/bin/shopserve serve --model-repository $(REPO) --host $(HOST) --port $(PORT)
+	SHOPSERVE_MODEL_CONTROL_MODE=$${SHOPSERVE_MODEL_CONTROL_MODE:-poll} $(VENV)/bin/shopserve serve --model-repository $(REPO) --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

@@ -1,4 +1,4 @@
-"""`shopserve bench server|kernels|pipelines`: reached through the `shopserve.commands` entry point."""
+"""`shopserve bench server|kernels|pipelines|faults`: reached through the `shopserve.commands` entry point."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ _BENCHES = {
     "server": "bench.server",
     "kernels": "bench.kernels",
     "pipelines": "bench.pipelines",
+    "faults": "bench.faults",
 }
 
 

@@ -120,7 +120,11 @@ class Batcher:
 
     def is_overloaded(self) -> bool:
         limit = self.policy.max_queue_size
-        return limit > 0 and len(self._queue) >= limit
+        if limit <= 0 or len(self._queue) < limit:
+            return False
+        # answered (504 at their deadline) or abandoned requests hold no slot: purge, re-count
+        self._drop_dead(self._clock())
+        return len(self._queue) >= limit
 
     def submit(self, env: Envelope) -> None:
         """Enqueue or raise at once: closing (503), expired (504), queue full (429)."""

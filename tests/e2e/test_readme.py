@@ -36,8 +36,16 @@ def test_readme_has_curl_examples():
     assert len(_examples()) >= 5
 
 
+# the README's explicit-mode example (load/unload with a token)
+EXPLICIT = {
+    "SHOPSERVE_MODEL_CONTROL_MODE": "explicit",
+    "SHOPSERVE_LOAD_MODELS": "*",
+    "SHOPSERVE_ADMIN_TOKEN": "s3cret",
+}
+
+
 def test_readme_curl_examples_work(shop_repo):
-    server = ServerProcess(shop_repo)
+    server = ServerProcess(shop_repo, env=EXPLICIT)
     try:
         for block, expected in _examples():
             commands: list[str] = []
