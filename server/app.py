@@ -19,6 +19,7 @@ from server.control import RepositoryPoller, expected_models
 from server.engine.repository import ModelRepository
 from server.http.admission import Admission
 from server.http.counting import ResponseCounter
+from server.http.deps import Services
 from server.http.responses import exception_handlers
 from server.http.v1 import V1_ROUTES
 from server.http.v2 import V2_ROUTES
@@ -71,6 +72,7 @@ def create_app(
             log.info("drained")
 
     admission = Admission(settings, metrics)
+    services = Services(settings, metrics, repository, pipelines, admission)
     values: dict[str, Any] = {
         "admission": admission,
         "settings": settings,
@@ -80,7 +82,7 @@ def create_app(
     }
     return Litestar(
         route_handlers=[*V2_ROUTES, *V2_REPOSITORY_ROUTES, *V1_ROUTES, *(extra_routes or [])],
-        dependencies={k: _provide(v) for k, v in values.items()},
+        dependencies={"services": Provide(lambda: services, use_cache=True, sync_to_thread=False)},
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
         before_send=[ResponseCounter(metrics)],
@@ -88,10 +90,6 @@ def create_app(
         openapi_config=OpenAPIConfig(title="shopserve", version=__version__, path="/docs"),
         state=State({**values, "started": False, "draining": False}),
     )
-
-
-def _provide(value: Any) -> Provide:
-    return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
 
 async def _load(

@@ -8,13 +8,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from litestar import Request
-
 from server.errors import ModelNotReady, Overloaded
 from server.metrics import Metrics
 from server.settings import Settings
 
-__all__ = ["Admission", "Ticket"]
+__all__ = ["Admission", "Ticket", "content_length"]
 
 
 class Ticket:
@@ -43,13 +41,13 @@ class Admission:
         self._worker = str(os.getpid())
         self._gauges: dict[str, Any] = {}
 
-    def admit(self, request: Request, target: str, queue_full: bool = False) -> Ticket:
-        """Admit a request for `target` (a model or an endpoint) or raise 429/503 now."""
+    def admit(self, target: str, nbytes: int, queue_full: bool = False) -> Ticket:
+        """Admit a request of `nbytes` (its Content-Length) for `target` (a model or an
+        endpoint), or raise 429/503 now."""
         if self.draining:
             raise ModelNotReady("the server is shutting down", headers={"Connection": "close"})
         if queue_full:
             raise Overloaded(f"{target}: queue is full", retry_after_s=1)
-        nbytes = int(request.headers.get("content-length") or 0)
         if self.requests >= self.max_requests or self.bytes + nbytes > self.max_bytes:
             raise Overloaded(
                 f"this worker holds {self.requests} requests ({self.bytes} bytes) in flight, "
@@ -69,3 +67,10 @@ class Admission:
         self.requests -= 1
         self.bytes -= nbytes
         gauge.dec()
+
+
+def content_length(headers: Any) -> int:
+    try:
+        return max(0, int(headers.get("content-length") or 0))
+    except ValueError:
+        return 0

@@ -1,9 +1,14 @@
-"""The app-scoped objects routes receive, as Litestar dependencies. Each is provided once per app
-(`Provide(use_cache=True)`, see server/app.py) and marked `skip_validation`: injection converts
-nothing and does no per-request work."""
+"""What routes receive: one app-scoped `Services` bundle, given by Litestar's `Provide` (cached,
+see server/app.py) and marked `skip_validation`, so injection converts nothing.
+
+One dependency and not five: Litestar resolves several dependencies of a route concurrently in
+an anyio task group, which cost ~170 us per request here (measured in-process on the V2 infer
+route: 1,100 us per request against 760 before the redesign); one dependency is awaited
+directly."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from litestar.params import Dependency
@@ -14,10 +19,16 @@ from server.metrics import Metrics
 from server.pipelines.registry import PipelineRegistry
 from server.settings import Settings
 
-__all__ = ["AdmissionDep", "MetricsDep", "PipelinesDep", "RepositoryDep", "SettingsDep"]
+__all__ = ["Services", "ServicesDep"]
 
-RepositoryDep = Annotated[ModelRepository, Dependency(skip_validation=True)]
-PipelinesDep = Annotated[PipelineRegistry, Dependency(skip_validation=True)]
-SettingsDep = Annotated[Settings, Dependency(skip_validation=True)]
-MetricsDep = Annotated[Metrics, Dependency(skip_validation=True)]
-AdmissionDep = Annotated[Admission, Dependency(skip_validation=True)]
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    metrics: Metrics
+    repository: ModelRepository
+    pipelines: PipelineRegistry
+    admission: Admission
+
+
+ServicesDep = Annotated[Services, Dependency(skip_validation=True)]

@@ -19,12 +19,12 @@ log = logging.getLogger("shopserve.http")
 _encoder = msgspec.json.Encoder()
 
 
-def request_id_of(request: Request) -> str:
+def request_id_of(request: Request, headers: Any = None) -> str:
     """The request's id: the client's `X-Request-Id`, else one made here and kept on the scope."""
     state = request.scope.setdefault("state", {})
     rid = state.get("request_id")
     if rid is None:
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        rid = (headers or request.headers).get("x-request-id") or uuid.uuid4().hex[:16]
         state["request_id"] = rid
     return rid
 

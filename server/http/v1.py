@@ -14,9 +14,9 @@ from litestar import Request, Response, get, post
 
 from server.budget import Budget
 from server.errors import DeadlineExceeded, ShopserveError, bad_request_from_decode
-from server.http.admission import Admission
+from server.http.admission import Admission, content_length
 from server.http.deadlines import TIMEOUT_HEADER, v1_budget
-from server.http.deps import AdmissionDep, PipelinesDep, SettingsDep
+from server.http.deps import ServicesDep
 from server.http.disconnect import until_disconnect
 from server.http.responses import request_id_of
 from server.pipelines.base import ModelSource
@@ -67,7 +67,7 @@ async def _run(
 ) -> Response:
     """One shop request: admit, decode, budget, the pipeline named after the endpoint, encode."""
     arrival = time.monotonic_ns()
-    with admission.admit(request, f"/v1/{endpoint}"):
+    with admission.admit(f"/v1/{endpoint}", content_length(request.headers)):
         return await _admitted(request, pipelines, settings, endpoint, kind, arrival)
 
 
@@ -107,10 +107,10 @@ def _endpoint(endpoint: str, kind: type) -> Any:
     """The POST route of one shop endpoint."""
 
     @post(f"/v1/{endpoint}", status_code=200, name=endpoint)
-    async def handler(
-        request: Request, pipelines: PipelinesDep, admission: AdmissionDep, settings: SettingsDep
-    ) -> Response:
-        return await _run(request, pipelines, admission, settings, endpoint, kind)
+    async def handler(request: Request, services: ServicesDep) -> Response:
+        return await _run(
+            request, services.pipelines, services.admission, services.settings, endpoint, kind
+        )
 
     return handler
 
@@ -145,7 +145,8 @@ def _status(entry: PipelineEntry, models: ModelSource) -> PipelineStatus:
 
 
 @get("/v1/pipelines", sync_to_thread=False)
-def list_pipelines(pipelines: PipelinesDep) -> Response:
+def list_pipelines(services: ServicesDep) -> Response:
+    pipelines = services.pipelines
     """The models are looked up where the pipelines get them (the engine, or the `models` given
     to `create_app`), so a row never contradicts the pipeline it belongs to."""
     rows = [_status(e, pipelines.models) for _, e in sorted(pipelines.entries.items())]

@@ -19,14 +19,13 @@ from server.control import is_ready
 from server.engine.model import LoadedModel
 from server.engine.repository import ModelRepository
 from server.errors import BadRequest, ModelNotReady
-from server.http.admission import Admission
+from server.http.admission import content_length
 from server.http.deadlines import TIMEOUT_HEADER, v2_timeout_us
-from server.http.deps import AdmissionDep, PipelinesDep, RepositoryDep, SettingsDep
+from server.http.deps import Services, ServicesDep
 from server.http.disconnect import until_disconnect
 from server.http.responses import request_id_of
 from server.http.v2_codec import decode_infer_request, decode_inputs, encode_infer_response
 from server.schemas.v2 import InferRequest
-from server.settings import Limits
 
 __all__ = ["V2_ROUTES", "json_response"]
 
@@ -52,13 +51,11 @@ def live() -> Response:
 
 
 @get("/v2/health/ready", sync_to_thread=False)
-def ready(
-    state: State, settings: SettingsDep, repository: RepositoryDep, pipelines: PipelinesDep
-) -> Response:
+def ready(state: State, services: ServicesDep) -> Response:
     ok = (
         bool(state.get("started"))
         and not state.get("draining")
-        and is_ready(settings, repository, pipelines)
+        and is_ready(services.settings, services.repository, services.pipelines)
     )
     return json_response({"ready": ok}, 200 if ok else 503)
 
@@ -89,34 +86,34 @@ def _metadata(repository: ModelRepository, name: str, version: str | None) -> Re
 
 
 @get("/v2/models/{model_name:str}", sync_to_thread=False)
-def model_metadata(repository: RepositoryDep, model_name: FromPath[str]) -> Response:
-    return _metadata(repository, model_name, None)
+def model_metadata(services: ServicesDep, model_name: FromPath[str]) -> Response:
+    return _metadata(services.repository, model_name, None)
 
 
 @get("/v2/models/{model_name:str}/versions/{model_version:str}", sync_to_thread=False)
 def model_version_metadata(
-    repository: RepositoryDep, model_name: FromPath[str], model_version: FromPath[str]
+    services: ServicesDep, model_name: FromPath[str], model_version: FromPath[str]
 ) -> Response:
-    return _metadata(repository, model_name, model_version)
+    return _metadata(services.repository, model_name, model_version)
 
 
 @get("/v2/models/{model_name:str}/ready", sync_to_thread=False)
-def model_ready(repository: RepositoryDep, model_name: FromPath[str]) -> Response:
-    repository.get(model_name, None)
+def model_ready(services: ServicesDep, model_name: FromPath[str]) -> Response:
+    services.repository.get(model_name, None)
     return json_response({"name": model_name, "ready": True})
 
 
 @get("/v2/models/{model_name:str}/versions/{model_version:str}/ready", sync_to_thread=False)
 def model_version_ready(
-    repository: RepositoryDep, model_name: FromPath[str], model_version: FromPath[str]
+    services: ServicesDep, model_name: FromPath[str], model_version: FromPath[str]
 ) -> Response:
-    repository.get(model_name, model_version)
+    services.repository.get(model_name, model_version)
     return json_response({"name": model_name, "version": model_version, "ready": True})
 
 
 @get("/v2/models/{model_name:str}/config", sync_to_thread=False)
-def model_config(repository: RepositoryDep, model_name: FromPath[str]) -> Response:
-    entry = repository.entry(model_name)
+def model_config(services: ServicesDep, model_name: FromPath[str]) -> Response:
+    entry = services.repository.entry(model_name)
     if entry.config is None:
         raise ModelNotReady(f"model '{model_name}' has no valid config: {entry.reason}")
     return json_response(triton_config(entry.config))
@@ -124,9 +121,9 @@ def model_config(repository: RepositoryDep, model_name: FromPath[str]) -> Respon
 
 @get("/v2/models/{model_name:str}/versions/{model_version:str}/config", sync_to_thread=False)
 def model_version_config(
-    repository: RepositoryDep, model_name: FromPath[str], model_version: FromPath[str]
+    services: ServicesDep, model_name: FromPath[str], model_version: FromPath[str]
 ) -> Response:
-    return json_response(triton_config(repository.get(model_name, model_version).config))
+    return json_response(triton_config(services.repository.get(model_name, model_version).config))
 
 
 # -- inference ----------------------------------------------------------------------------------
@@ -150,34 +147,30 @@ def _wanted_outputs(req: InferRequest, model: LoadedModel) -> list[str]:
     return wanted
 
 
-async def _infer(
-    request: Request,
-    repository: ModelRepository,
-    admission: Admission,
-    limits: Limits,
-    name: str,
-    version: str | None,
-) -> Response:
+async def _infer(request: Request, services: Services, name: str, version: str | None) -> Response:
     arrival = time.monotonic_ns()
+    repository = services.repository
+    headers = request.headers  # built from the scope on every access: once
     # admitted (or refused: 404, 503, 429) before the body is read
-    with admission.admit(request, name, repository.get(name, version).is_overloaded()):
-        return await _admitted(request, repository, limits, name, version, arrival)
+    full = repository.get(name, version).is_overloaded()
+    with services.admission.admit(name, content_length(headers), full):
+        return await _admitted(request, headers, services, name, version, arrival)
 
 
 async def _admitted(
     request: Request,
-    repository: ModelRepository,
-    limits: Limits,
+    headers: Any,
+    services: Services,
     name: str,
     version: str | None,
     arrival: int,
 ) -> Response:
-    rid = request_id_of(request)
+    rid = request_id_of(request, headers)
     body = await request.body()
-    model = repository.get(name, version)  # bound after the body: a reload may have happened
-    req, binary = decode_infer_request(body, request.headers.get("inference-header-content-length"))
-    inputs = decode_inputs(req, binary, limits)
-    timeout_us = v2_timeout_us(req.parameters, request.headers.get(TIMEOUT_HEADER))
+    model = services.repository.get(name, version)  # after the body: a reload may have happened
+    req, binary = decode_infer_request(body, headers.get("inference-header-content-length"))
+    inputs = decode_inputs(req, binary, services.settings.limits)
+    timeout_us = v2_timeout_us(req.parameters, headers.get(TIMEOUT_HEADER))
     wanted = _wanted_outputs(req, model)
     deadline = model.deadline(arrival, timeout_us)
     result = await until_disconnect(
@@ -199,26 +192,18 @@ async def _admitted(
 
 
 @post("/v2/models/{model_name:str}/infer", status_code=200)
-async def infer(
-    request: Request,
-    repository: RepositoryDep,
-    admission: AdmissionDep,
-    settings: SettingsDep,
-    model_name: FromPath[str],
-) -> Response:
-    return await _infer(request, repository, admission, settings.limits, model_name, None)
+async def infer(request: Request, services: ServicesDep, model_name: FromPath[str]) -> Response:
+    return await _infer(request, services, model_name, None)
 
 
 @post("/v2/models/{model_name:str}/versions/{model_version:str}/infer", status_code=200)
 async def infer_version(
     request: Request,
-    repository: RepositoryDep,
-    admission: AdmissionDep,
-    settings: SettingsDep,
+    services: ServicesDep,
     model_name: FromPath[str],
     model_version: FromPath[str],
 ) -> Response:
-    return await _infer(request, repository, admission, settings.limits, model_name, model_version)
+    return await _infer(request, services, model_name, model_version)
 
 
 V2_ROUTES = [

@@ -13,7 +13,7 @@ from server.engine.model import LoadedModel
 from server.engine.repository import ModelRepository
 from server.errors import BadRequest, ModelNotFound, ModelNotReady
 from server.http.admin import check_admin
-from server.http.deps import MetricsDep, RepositoryDep, SettingsDep
+from server.http.deps import ServicesDep
 from server.http.v2 import json_response
 
 __all__ = ["V2_REPOSITORY_ROUTES"]
@@ -35,12 +35,12 @@ async def _optional_json(request: Request) -> dict[str, Any]:
 
 
 @post("/v2/repository/index", status_code=200)
-async def repository_index(request: Request, repository: RepositoryDep) -> Response:
+async def repository_index(request: Request, services: ServicesDep) -> Response:
     params = await _optional_json(request)
     ready_only = params.get("ready", False)
     if not isinstance(ready_only, bool):
         raise BadRequest("ready: must be true or false")
-    rows = repository.index()
+    rows = services.repository.index()
     if ready_only:
         rows = [r for r in rows if r["state"] == "READY"]
     return json_response(rows)
@@ -48,24 +48,24 @@ async def repository_index(request: Request, repository: RepositoryDep) -> Respo
 
 @post("/v2/repository/models/{model_name:str}/load", status_code=200)
 async def repository_load(
-    request: Request, repository: RepositoryDep, settings: SettingsDep, model_name: FromPath[str]
+    request: Request, services: ServicesDep, model_name: FromPath[str]
 ) -> Response:
-    check_admin(request, settings)
+    check_admin(request, services.settings)
     params = await _optional_json(request)
     extra = sorted(set(params) - {"parameters"})
     if extra:
         raise BadRequest(f"unexpected field(s) {extra}; the load request takes `parameters`")
-    await repository.load(model_name)
+    await services.repository.load(model_name)
     return json_response({})
 
 
 @post("/v2/repository/models/{model_name:str}/unload", status_code=200)
 async def repository_unload(
-    request: Request, repository: RepositoryDep, settings: SettingsDep, model_name: FromPath[str]
+    request: Request, services: ServicesDep, model_name: FromPath[str]
 ) -> Response:
-    check_admin(request, settings)
+    check_admin(request, services.settings)
     await _optional_json(request)
-    await repository.unload(model_name)
+    await services.repository.unload(model_name)
     return json_response({})
 
 
@@ -83,27 +83,28 @@ def _stats(repository: ModelRepository, name: str | None, version: str | None) -
 
 
 @get("/v2/models/stats", sync_to_thread=False)
-def all_stats(repository: RepositoryDep) -> Response:
-    return _stats(repository, None, None)
+def all_stats(services: ServicesDep) -> Response:
+    return _stats(services.repository, None, None)
 
 
 @get("/v2/models/{model_name:str}/stats", sync_to_thread=False)
-def model_stats(repository: RepositoryDep, model_name: FromPath[str]) -> Response:
-    return _stats(repository, model_name, None)
+def model_stats(services: ServicesDep, model_name: FromPath[str]) -> Response:
+    return _stats(services.repository, model_name, None)
 
 
 @get("/v2/models/{model_name:str}/versions/{model_version:str}/stats", sync_to_thread=False)
 def model_version_stats(
-    repository: RepositoryDep, model_name: FromPath[str], model_version: FromPath[str]
+    services: ServicesDep, model_name: FromPath[str], model_version: FromPath[str]
 ) -> Response:
     if not model_version.isdigit():
         raise ModelNotFound(f"unknown version '{model_version}' of model '{model_name}'")
-    return _stats(repository, model_name, model_version)
+    return _stats(services.repository, model_name, model_version)
 
 
 @get("/metrics", sync_to_thread=False)
-def metrics(metrics: MetricsDep) -> Response:
-    return Response(content=generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+def metrics(services: ServicesDep) -> Response:
+    data = generate_latest(services.metrics.registry)
+    return Response(content=data, media_type=CONTENT_TYPE_LATEST)
 
 
 V2_REPOSITORY_ROUTES = [
