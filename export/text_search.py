@@ -27,6 +27,9 @@ SEARCH_ENCODER = OnnxSpec(
     inputs=(INPUT_IDS,),
     outputs=(EMBEDDING,),
     max_batch_size=64,
+    # a batch of long reviews takes tens of ms on a busy 2-core CPU: the model's own deadline
+    # is generous, and /v1 budgets (100 ms for classify) shorten it per request
+    default_timeout_us=1_000_000,
     preferred_batch_size=(8, 32),
     warmup_dynamic_dim=16,
 )

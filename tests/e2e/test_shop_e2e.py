@@ -53,7 +53,7 @@ def test_each_endpoint_answers(server, shop_repo):
     [
         ("/v1/classify", {"texts": [], "task": "sentiment"}, None, 400, "$.texts"),
         ("/v1/classify", {"texts": ["a"] * 10_000, "task": "sentiment"}, None, 400, "$.texts"),
-        ("/v1/classify", {"texts": ["a"], "task": "weather"}, None, 400, "$.task"),
+        ("/v1/classify", {"texts": ["a"], "task": "weather"}, None, 400, "task: 'weather'"),
         ("/v1/search", {"query": "q" * 1_000_000}, None, 400, "$.query"),
         ("/v1/search", {"query": "mug", "k": 0}, None, 400, "$.k"),
         ("/v1/recommend", {"history": [], "k": 10_000}, None, 400, "$.k"),
