@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from export.ranker_features import Queries, ndcg
-from export.training import fit
+from export.training import distillation_loss, fit
 
 __all__ = [
     "DCNv2",
@@ -131,17 +131,7 @@ def _student_loss(batches: _Batches, student, teacher, b):
     logits, y = batches.listwise(student, b)
     with torch.no_grad():
         t_logits = batches.listwise(teacher, b)[0]
-    t = TEMPERATURE
-    kd = (
-        F.kl_div(
-            F.log_softmax(logits / t, 1),
-            F.log_softmax(t_logits / t, 1),
-            log_target=True,
-            reduction="batchmean",
-        )
-        * t
-        * t
-    )
+    kd = distillation_loss(logits, t_logits, TEMPERATURE, dim=1)
     return 0.5 * kd + 0.5 * _label_loss(logits, y)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 
 import numpy as np
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from export.recommender_data import RecData, encode_histories, rank_metrics, training_windows
 from export.seqmodels import last_valid_index
-from export.training import FitResult, fit
+from export.training import FitResult, distillation_loss, fit
 
 __all__ = ["SeqTraining", "scores", "train_seq"]
 
@@ -20,7 +20,8 @@ TEMPERATURE, ALPHA = 2.0, 0.5  # distillation: soft targets at T=2, half labels,
 
 @dataclass(frozen=True)
 class SeqTraining:
-    """One training run's settings: the same optimiser and patience for every sequence model."""
+    """One training run's settings (`fit`'s keywords): the same optimiser and patience for every
+    sequence model."""
 
     desc: str
     epochs: int
@@ -40,17 +41,6 @@ def _logits_at(model, x, mask):
     return _logits(model, model.hidden(x)[mask])
 
 
-def _kd(logits, teacher_logits):
-    t = TEMPERATURE
-    soft = F.kl_div(
-        F.log_softmax(logits / t, -1),
-        F.log_softmax(teacher_logits / t, -1),
-        log_target=True,
-        reduction="batchmean",
-    )
-    return soft * t * t
-
-
 def _seq_loss(model, teacher, xs, ys, b):
     mask = ys[b] >= 0
     lg = _logits_at(model, xs[b], mask)
@@ -59,7 +49,7 @@ def _seq_loss(model, teacher, xs, ys, b):
         return loss
     with torch.no_grad():
         tl = _logits_at(teacher, xs[b], mask)
-    return ALPHA * loss + (1 - ALPHA) * _kd(lg, tl)
+    return ALPHA * loss + (1 - ALPHA) * distillation_loss(lg, tl, TEMPERATURE)
 
 
 def scores(model, hists: list[np.ndarray], max_len: int, batch: int = 512) -> np.ndarray:
@@ -86,16 +76,4 @@ def train_seq(model, data: RecData, run: SeqTraining, seed: int, teacher=None) -
     early-stopped on validation NDCG@10."""
     xs, ys = training_windows(data.train, data.max_len)
     step = partial(_seq_loss, model, teacher, torch.tensor(xs), torch.tensor(ys))
-    return fit(
-        model,
-        step,
-        len(xs),
-        partial(_valid_ndcg, model, data),
-        epochs=run.epochs,
-        batch_size=run.batch_size,
-        lr=run.lr,
-        seed=seed,
-        patience=run.patience,
-        budget_s=run.budget_s,
-        desc=run.desc,
-    )
+    return fit(model, step, len(xs), partial(_valid_ndcg, model, data), seed=seed, **asdict(run))

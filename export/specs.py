@@ -10,15 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from server.contract.model_config import (
-    DynamicBatching,
-    InstanceGroup,
-    ModelConfig,
-    ModelWarmup,
-    Optimization,
-    QueuePolicy,
-    TensorConfig,
-)
+import server.contract.model_config as mc
 
 __all__ = ["OnnxSpec", "TensorSpec"]
 
@@ -34,8 +26,8 @@ class TensorSpec:
     max_value: int | float | None = None
     max_dims: tuple[int, ...] = ()  # the largest size of each -1 dim (position table)
 
-    def config(self) -> TensorConfig:
-        return TensorConfig(
+    def config(self) -> mc.TensorConfig:
+        return mc.TensorConfig(
             name=self.name,
             data_type=self.data_type,  # type: ignore[arg-type]
             dims=list(self.dims),
@@ -103,30 +95,30 @@ class OnnxSpec:
 
         return check_outputs(reference, got, atol=self.atol, min_cos=self.min_cos)
 
-    def config(self, notes: dict[str, str] | None = None) -> ModelConfig:
+    def config(self, notes: dict[str, str] | None = None) -> mc.ModelConfig:
         """The served `config.toml` (`notes`: Triton `parameters`, for operators only)."""
         batched = self.max_batch_size > 0
-        return ModelConfig(
+        return mc.ModelConfig(
             name=self.name,
             max_batch_size=self.max_batch_size,
             input=[t.config() for t in self.inputs],
             output=[t.config() for t in self.outputs],
-            dynamic_batching=DynamicBatching(
+            dynamic_batching=mc.DynamicBatching(
                 max_queue_delay_microseconds=self.max_queue_delay_us,
                 preferred_batch_size=[
                     p for p in self.preferred_batch_size if p <= self.max_batch_size
                 ],
-                default_queue_policy=QueuePolicy(
+                default_queue_policy=mc.QueuePolicy(
                     max_queue_size=self.max_queue_size,
                     default_timeout_microseconds=self.default_timeout_us,
                 ),
             )
             if batched
             else None,
-            instance_group=[InstanceGroup()],
-            optimization=Optimization(),
-            model_warmup=ModelWarmup(dynamic_dim=self.warmup_dynamic_dim)
+            instance_group=[mc.InstanceGroup()],
+            optimization=mc.Optimization(),
+            model_warmup=mc.ModelWarmup(dynamic_dim=self.warmup_dynamic_dim)
             if self.warmup_dynamic_dim is not None
-            else ModelWarmup(),
+            else mc.ModelWarmup(),
             parameters={k: str(v) for k, v in (notes or {}).items()},
         )

@@ -20,7 +20,7 @@ from export.options import ExportOptions
 from export.text_data import TextData, TextIds
 from export.text_metrics import embed, macro_f1
 from export.text_models import STUDENT_LAYERS, Encoder, linear_head, load_student_bert
-from export.training import fit
+from export.training import distillation_loss, fit
 
 __all__ = ["Teacher", "distil_student", "train_teacher"]
 
@@ -86,17 +86,6 @@ def _class_weights(data: TextData, task: str) -> torch.Tensor:
     return torch.tensor(cnt.sum() / (n * cnt), dtype=torch.float32)
 
 
-def _soft_target_loss(student_logits, teacher_logits) -> torch.Tensor:
-    t = TEMPERATURE
-    kd = F.kl_div(
-        F.log_softmax(student_logits / t, -1),
-        F.log_softmax(teacher_logits / t, -1),
-        log_target=True,
-        reduction="batchmean",
-    )
-    return kd * t * t
-
-
 class _DistilStep:
     """`step(batch) -> loss` over the pool: training reviews first, then product descriptions."""
 
@@ -126,7 +115,11 @@ class _DistilStep:
             y = self.labels[k][rb]
             has = y >= 0
             ce = F.cross_entropy(s_l[has], y[has], weight=self.weights[k]) if has.any() else 0.0
-            loss = loss + 0.5 * _soft_target_loss(s_l, self.teacher_logits[k][rb]) + 0.5 * ce
+            loss = (
+                loss
+                + 0.5 * distillation_loss(s_l, self.teacher_logits[k][rb], TEMPERATURE)
+                + 0.5 * ce
+            )
         return loss
 
 

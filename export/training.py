@@ -14,7 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FitResult", "fit", "minibatches", "seed_everything", "param_count"]
+__all__ = [
+    "FitResult",
+    "distillation_loss",
+    "fit",
+    "minibatches",
+    "seed_everything",
+    "param_count",
+]
 
 
 def seed_everything(seed: int, threads: int = 2) -> None:
@@ -30,6 +37,22 @@ def seed_everything(seed: int, threads: int = 2) -> None:
 
 def param_count(module) -> int:
     return int(sum(p.numel() for p in module.parameters()))
+
+
+def distillation_loss(student_logits, teacher_logits, temperature: float, dim: int = -1):
+    """The soft-target loss of knowledge distillation: KL(teacher || student) between the
+    softmaxes (over `dim`) at `temperature`, times T^2 so its gradients keep the label loss's
+    scale."""
+    import torch.nn.functional as F
+
+    t = temperature
+    kl = F.kl_div(
+        F.log_softmax(student_logits / t, dim),
+        F.log_softmax(teacher_logits / t, dim),
+        log_target=True,
+        reduction="batchmean",
+    )
+    return kl * t * t
 
 
 def minibatches(

@@ -7,56 +7,30 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 from loadtests.report import check_slo, plot_latency, read_stats, render_table
+from loadtests.serve import free_port, serve_command, wait_ready
 
 __all__ = ["main"]
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_server(repo: Path, config: Path | None) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     extra = ["--config", str(config)] if config is not None else []
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "server",
-            "serve",
-            "--model-repository",
-            str(repo),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            *extra,
-        ],
+        serve_command(repo, port, extra),
         env={**os.environ, "SHOPSERVE_LOG_LEVEL": os.environ.get("SHOPSERVE_LOG_LEVEL", "warning")},
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"shopserve loadtest: the server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/v2/health/ready", timeout=1) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.2)
+    if wait_ready(proc, url, 300, 0.2):
+        return proc, url
+    if proc.poll() is not None:
+        raise SystemExit(f"shopserve loadtest: the server exited with {proc.returncode}")
     proc.kill()
     raise SystemExit("shopserve loadtest: the server did not become ready in 300 s")
 

@@ -47,9 +47,7 @@ def test_export_reads_only_the_contract_of_server():
                 and node.module
                 and node.module.startswith("server")
             ):
-                assert node.module.startswith("server.contract"), (
-                    f"{path}: {node.module}"
-                )
+                assert node.module.startswith("server.contract"), f"{path}: {node.module}"
 
 
 def test_loadtests_talk_http_only():
@@ -63,11 +61,17 @@ def _server_imports() -> dict[str, set[str]]:
     for path in (ROOT / "server").rglob("*.py"):
         names: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("server."):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.startswith("server.")
+            ):
                 names.add(".".join(node.module.split(".")[:2]))
             elif isinstance(node, ast.Import):
                 names.update(
-                    ".".join(a.name.split(".")[:2]) for a in node.names if a.name.startswith("server.")
+                    ".".join(a.name.split(".")[:2])
+                    for a in node.names
+                    if a.name.startswith("server.")
                 )
         out[str(path.relative_to(ROOT / "server"))] = names
     return out

@@ -15,7 +15,7 @@ import numpy as np
 from server.batching.envelope import BatchResult
 from server.budget import Budget
 
-__all__ = ["InferModel", "ModelSource", "Pipeline"]
+__all__ = ["InferModel", "ModelSource", "Pipeline", "infer_within"]
 
 
 class InferModel(Protocol):
@@ -39,6 +39,16 @@ class InferModel(Protocol):
         request_id: str = "",
         where: str = "inputs",
     ) -> BatchResult: ...
+
+
+async def infer_within(
+    model: InferModel, inputs: dict[str, np.ndarray], budget: Budget, where: str
+) -> BatchResult:
+    """`model.infer` by the request's deadline, under its request id; `where` names the request
+    field the inputs came from (in errors)."""
+    return await model.infer(
+        inputs, deadline_ns=budget.deadline_ns, request_id=budget.request_id, where=where
+    )
 
 
 class ModelSource(Protocol):

@@ -4,8 +4,9 @@ that filters use), and its embeddings, checked against each other at load time."
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -14,7 +15,10 @@ from server.contract.pipelines import CatalogFiles, artifact_path
 from server.errors import BadRequest, ModelLoadError
 from server.schemas.v1 import Item
 
-__all__ = ["Catalog", "load_embeddings", "load_json", "load_npy"]
+if TYPE_CHECKING:
+    from server.pipelines.base import InferModel
+
+__all__ = ["Catalog", "Retrieval", "load_embeddings", "load_json", "load_npy"]
 
 
 def load_npy(folder: Path, name: str) -> np.ndarray:
@@ -85,3 +89,24 @@ def load_embeddings(folder: Path, name: str, n_items: int) -> ItemMatrix:
             "(one row per catalogue item)"
         )
     return ItemMatrix.from_array(emb.astype(np.float32))
+
+
+@dataclass(frozen=True, eq=False)
+class Retrieval:
+    """What a retrieval pipeline (search, recommend) answers from: the catalogue, its item
+    embeddings, and the pipeline's own name and version (answers name the catalogue they used)."""
+
+    catalog: Catalog
+    items: ItemMatrix
+    own: dict[str, str]
+
+    @classmethod
+    def load(cls, folder: Path, files: CatalogFiles, embeddings: str) -> Retrieval:
+        """The catalogue of the pipeline version `folder` and its embeddings, checked together."""
+        catalog = Catalog(folder, files)
+        items = load_embeddings(folder, embeddings, len(catalog))
+        return cls(catalog, items, {folder.parent.name: folder.name})
+
+    def versions(self, *models: InferModel) -> dict[str, str]:
+        """Name -> version of this pipeline and of `models` (`model_versions` in answers)."""
+        return {**self.own, **{m.name: str(m.version) for m in models}}

@@ -11,7 +11,7 @@ import numpy as np
 from server.budget import Budget
 from server.contract.pipelines import ClassifySpec, artifact_path
 from server.errors import BadRequest
-from server.pipelines.base import InferModel, ModelSource
+from server.pipelines.base import InferModel, ModelSource, infer_within
 from server.pipelines.text import TextEncoder
 from server.schemas.v1 import ClassifyRequest, ClassifyResponse, ClassifyResult
 
@@ -51,12 +51,7 @@ class ClassifyPipeline:
         with budget.stage("model"):
             parts = await asyncio.gather(
                 *(
-                    model.infer(
-                        {"input_ids": ids[i : i + step]},
-                        deadline_ns=budget.deadline_ns,
-                        request_id=budget.request_id,
-                        where="texts",
-                    )
+                    infer_within(model, {"input_ids": ids[i : i + step]}, budget, "texts")
                     for i in range(0, len(ids), step)
                 )
             )

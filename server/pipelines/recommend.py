@@ -11,12 +11,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from kernels import ItemMatrix, topk_inner_product
+from kernels import topk_inner_product
 from server.budget import Budget
 from server.contract.pipelines import RecommendSpec
 from server.errors import DeadlineExceeded, ModelNotFound, ModelNotReady
-from server.pipelines.base import InferModel, ModelSource
-from server.pipelines.catalog import Catalog, load_embeddings, load_npy
+from server.pipelines.base import InferModel, ModelSource, infer_within
+from server.pipelines.catalog import Retrieval, load_npy
 from server.pipelines.ranking import Ranking
 from server.schemas.v1 import Item, RecommendFilters, RecommendRequest, RecommendResponse
 
@@ -35,17 +35,14 @@ class RecommendPipeline:
         self,
         spec: RecommendSpec,
         encoder: InferModel,
-        catalog: Catalog,
-        items: ItemMatrix,
+        retrieval: Retrieval,
         popularity: np.ndarray,
         ranking: Ranking | None,
-        own: dict[str, str],
     ) -> None:
-        self.own = own  # this pipeline's name and version: answers name the catalogue they used
         self.spec = spec
         self.encoder = encoder
-        self.catalog = catalog
-        self.items = items
+        self.retrieval = retrieval
+        self.catalog = retrieval.catalog
         self.popularity = popularity
         # most popular first, ties by lower index: deterministic fallbacks
         self.by_popularity = np.lexsort((np.arange(len(popularity)), -popularity))
@@ -53,8 +50,7 @@ class RecommendPipeline:
 
     @classmethod
     def load(cls, spec: RecommendSpec, folder: Path, models: ModelSource) -> RecommendPipeline:
-        catalog = Catalog(folder, spec.catalog)
-        items = load_embeddings(folder, spec.item_embeddings, len(catalog))
+        retrieval = Retrieval.load(folder, spec.catalog, spec.item_embeddings)
         pop = load_npy(folder, spec.popularity)
         encoder = models.get_model(spec.query_encoder)
         ranking = None
@@ -63,12 +59,11 @@ class RecommendPipeline:
                 ranking = Ranking(spec.ranking, models.get_model(spec.ranking.model))
             except (ModelNotFound, ModelNotReady) as exc:
                 log.warning("recommend: answering in retrieval order (degraded): %s", exc.message)
-        own = {folder.parent.name: folder.name}
-        return cls(spec, encoder, catalog, items, pop.astype(np.float64), ranking, own)
+        return cls(spec, encoder, retrieval, pop.astype(np.float64), ranking)
 
     def versions(self) -> dict[str, str]:
         used = [self.encoder] + ([self.ranking.model] if self.ranking else [])
-        return {**self.own, **{m.name: str(m.version) for m in used}}
+        return self.retrieval.versions(*used)
 
     async def run(self, request: RecommendRequest, budget: Budget) -> RecommendResponse:
         f = request.filters or RecommendFilters()
@@ -80,7 +75,7 @@ class RecommendPipeline:
         if not known:
             with budget.stage("popularity"):
                 items = self._popular(request.k, mask, set(exclude))
-            return RecommendResponse(items, False, ignored, dict(self.own))
+            return RecommendResponse(items, False, ignored, self.retrieval.versions())
         items, degraded = await self._personal(known, request, mask, exclude, budget)
         return RecommendResponse(items, degraded, ignored, self.versions())
 
@@ -95,12 +90,7 @@ class RecommendPipeline:
         seq = np.asarray(known[-self.spec.max_history :], dtype=np.int64)[None, :]
         budget.check("encode")
         with budget.stage("encode"):
-            res = await self.encoder.infer(
-                {"history": seq},
-                deadline_ns=budget.deadline_ns,
-                request_id=budget.request_id,
-                where="history",
-            )
+            res = await infer_within(self.encoder, {"history": seq}, budget, "history")
         user = res.outputs["user_vector"].astype(np.float32)
         budget.check("retrieve")
         k = request.k
@@ -109,7 +99,7 @@ class RecommendPipeline:
         with budget.stage("retrieve"):
             ids, scores = topk_inner_product(
                 user,
-                self.items,
+                self.retrieval.items,
                 min(n_cand, 1000),
                 item_mask=mask,
                 exclude_indptr=np.asarray([0, len(ex)], np.int64),

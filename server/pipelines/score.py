@@ -12,7 +12,7 @@ import numpy as np
 from server.budget import Budget
 from server.contract.pipelines import ScorePreprocessing, ScoreSpec, artifact_path
 from server.errors import BadRequest, ModelLoadError
-from server.pipelines.base import InferModel, ModelSource
+from server.pipelines.base import InferModel, ModelSource, infer_within
 from server.schemas.v1 import Contribution, ScoreRequest, ScoreResponse
 
 __all__ = ["ScorePipeline"]
@@ -68,12 +68,8 @@ class ScorePipeline:
             x, cat = self.features(msgspec.structs.asdict(request.session))
         budget.check("model")
         with budget.stage("model"):
-            res = await self.model.infer(
-                {"numeric": x, "categorical": cat},
-                deadline_ns=budget.deadline_ns,
-                request_id=budget.request_id,
-                where="session",
-            )
+            inputs = {"numeric": x, "categorical": cat}
+            res = await infer_within(self.model, inputs, budget, "session")
         prob = float(res.outputs["probability"][0, 0])
         contrib = res.outputs["contributions"][0].tolist()
         pairs = sorted(zip(self.feature_names, contrib, strict=True), key=lambda p: -abs(p[1]))

@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from loadtests.serve import free_port, serve_command, wait_ready
 
 
 class ServerProcess:
@@ -30,19 +22,7 @@ class ServerProcess:
         self.port = free_port()
         self.url = f"127.0.0.1:{self.port}"
         self.base = f"http://{self.url}"
-        cmd = [
-            sys.executable,
-            "-m",
-            "server",
-            "serve",
-            "--model-repository",
-            str(repo),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            *(extra_args or []),
-        ]
+        cmd = serve_command(repo, self.port, extra_args)
         full_env = {
             **os.environ,
             "SHOPSERVE_DEVICE": "cpu",
@@ -52,16 +32,10 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
-        deadline = time.monotonic() + startup_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stdout.read().decode()}")
-            try:
-                with urllib.request.urlopen(self.base + "/v2/health/ready", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
+        if wait_ready(self.proc, self.base, startup_s, 0.1):
+            return
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"server exited: {self.proc.stdout.read().decode()}")
         self.stop()
         raise RuntimeError("server did not become ready")
 

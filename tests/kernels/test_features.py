@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernels import Feature, FeatureSpec, FeatureTables, assemble_features
+from kernels.feature_spec import SOURCES, TRANSFORMS
 
 MASK64 = (1 << 64) - 1
 
@@ -77,19 +78,10 @@ def cases(draw):  # type: ignore[no-untyped-def]
         np.concatenate([np.zeros(0, np.int64), *aff_rows]),
         rng.random(sum(len(r) for r in aff_rows)).astype(np.float32),
     )
-    sources = [
-        "user",
-        "item",
-        "affinity",
-        "price_ratio",
-        "recent_item",
-        "recent_category",
-        "hash_cross",
-    ]
     feats = []
     for j in range(draw(st.integers(1, 12))):
-        src = draw(st.sampled_from(sources))
-        tr = draw(st.sampled_from(["identity", "log1p", "bucketize"]))
+        src = draw(st.sampled_from(SOURCES))  # every source and transform the spec knows
+        tr = draw(st.sampled_from(TRANSFORMS))
         feats.append(
             Feature(
                 f"f{j}",

@@ -22,6 +22,22 @@ async def started(model: FakeModel, n: int = 1) -> None:
     raise AssertionError("the model never started")
 
 
+async def busy_batcher(model: FakeModel, first: float = 0.0, **config):
+    """(batcher, recorder, blocker): the batcher's instance already running `blocker`, a request
+    of value `first`, so what is submitted next waits in the queue."""
+    b, rec = make_batcher(model, **config)
+    blocker = envelope(first)
+    b.submit(blocker)
+    await started(model)
+    return b, rec, blocker
+
+
+def submit_all(b, envs: list) -> list:
+    for e in envs:
+        b.submit(e)
+    return envs
+
+
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 30))
 
@@ -33,9 +49,7 @@ def test_waits_for_more_requests_when_waiting_pays():
         first = envelope(1.0)
         b.submit(first)
         await asyncio.sleep(0.02)
-        rest = [envelope(float(i)) for i in range(2, 5)]
-        for e in rest:
-            b.submit(e)
+        rest = submit_all(b, [envelope(float(i)) for i in range(2, 5)])
         results = await asyncio.gather(first.future, *(e.future for e in rest))
         await b.close()
         assert rec.batch_sizes == [4]
@@ -99,10 +113,8 @@ def test_expired_at_enqueue_is_refused_at_once():
 def test_expired_in_queue_is_answered_and_never_runs():
     async def main():
         model = FakeModel(run_ms=lambda n: 100.0)
-        b, rec = make_batcher(model, max_batch_size=1, dynamic=False)
-        busy = envelope(1.0)
-        b.submit(busy)
-        await started(model)  # the only instance is now busy for 100 ms
+        # the only instance is now busy for 100 ms
+        b, rec, busy = await busy_batcher(model, 1.0, max_batch_size=1, dynamic=False)
         doomed = envelope(2.0, deadline_ms=30)
         b.submit(doomed)
         with pytest.raises(DeadlineExceeded):
@@ -133,15 +145,10 @@ def test_expired_just_before_running_never_runs():
 def test_preferred_batch_size_is_taken_first():
     async def main():
         model = FakeModel(run_ms=lambda n: 30.0)
-        b, rec = make_batcher(
+        b, rec, first = await busy_batcher(  # busy for 30 ms
             model, max_batch_size=16, preferred_batch_sizes=(4,), max_queue_delay_us=1000
         )
-        first = envelope(0.0)
-        b.submit(first)
-        await started(model)  # busy for 30 ms
-        queued = [envelope(float(i)) for i in range(1, 7)]
-        for e in queued:
-            b.submit(e)
+        queued = submit_all(b, [envelope(float(i)) for i in range(1, 7)])
         await asyncio.gather(first.future, *(e.future for e in queued))
         await b.close()
         assert rec.batch_sizes == [1, 4, 2]
@@ -152,20 +159,15 @@ def test_preferred_batch_size_is_taken_first():
 def test_padding_groups_similar_lengths_and_slices_back():
     async def main():
         model = FakeModel(run_ms=lambda n: 30.0)
-        b, rec = make_batcher(
+        b, rec, blocker = await busy_batcher(  # the blocker: width 1
             model,
             max_batch_size=2,
             max_queue_delay_us=1000,
             pad_values={"x": -1.0},
             dynamic_outputs={"y": (0,)},
         )
-        blocker = envelope(0.0, width=1)
-        b.submit(blocker)
-        await started(model)
         lengths = [2, 9, 3, 10]
-        envs = [envelope(float(n), width=n) for n in lengths]
-        for e in envs:
-            b.submit(e)
+        envs = submit_all(b, [envelope(float(n), width=n) for n in lengths])
         results = await asyncio.gather(*(e.future for e in envs))
         await blocker.future
         await b.close()
@@ -181,13 +183,10 @@ def test_padding_groups_similar_lengths_and_slices_back():
 def test_full_queue_rejects_at_once():
     async def main():
         model = FakeModel(run_ms=lambda n: 50.0)
-        b, rec = make_batcher(model, max_batch_size=1, dynamic=False, max_queue_size=2)
-        running = envelope(0.0)
-        b.submit(running)
-        await started(model)
-        q = [envelope(1.0), envelope(2.0)]
-        for e in q:
-            b.submit(e)
+        b, rec, running = await busy_batcher(
+            model, max_batch_size=1, dynamic=False, max_queue_size=2
+        )
+        q = submit_all(b, [envelope(1.0), envelope(2.0)])
         with pytest.raises(Overloaded) as info:
             b.submit(envelope(3.0))
         assert info.value.headers["Retry-After"] == "1"
@@ -201,13 +200,9 @@ def test_full_queue_rejects_at_once():
 def test_failed_batch_isolates_the_culprit_and_former_survives():
     async def main():
         model = FakeModel(run_ms=lambda n: 5.0, poison=-7.0)
-        b, rec = make_batcher(model, max_batch_size=8, max_queue_delay_us=1000)
-        blocker = envelope(0.0)
-        b.submit(blocker)
-        await started(model)
+        b, rec, blocker = await busy_batcher(model, max_batch_size=8, max_queue_delay_us=1000)
         batch = [envelope(1.0), envelope(-7.0), envelope(2.0), envelope(3.0), envelope(-7.0)]
-        for e in batch:
-            b.submit(e)
+        submit_all(b, batch)
         await blocker.future
         for e in batch:
             if float(e.inputs["x"][0, 0]) == -7.0:
@@ -228,10 +223,7 @@ def test_failed_batch_isolates_the_culprit_and_former_survives():
 def test_disconnected_request_is_dropped_before_it_runs():
     async def main():
         model = FakeModel(run_ms=lambda n: 40.0)
-        b, _ = make_batcher(model, max_batch_size=1, dynamic=False)
-        blocker = envelope(0.0)
-        b.submit(blocker)
-        await started(model)
+        b, _, blocker = await busy_batcher(model, max_batch_size=1, dynamic=False)
         gone = envelope(9.0)
         b.submit(gone)
         gone.future.cancel()  # what the HTTP layer does when the client goes away
@@ -267,9 +259,7 @@ def test_close_finishes_everything_queued():
     async def main():
         model = FakeModel(run_ms=lambda n: 5.0)
         b, rec = make_batcher(model, max_batch_size=2, dynamic=False)
-        envs = [envelope(float(i)) for i in range(5)]
-        for e in envs:
-            b.submit(e)
+        envs = submit_all(b, [envelope(float(i)) for i in range(5)])
         await b.close()
         assert all(e.future.done() and not e.future.cancelled() for e in envs)
         assert rec.ok == 5
@@ -282,10 +272,7 @@ def test_deadline_answers_504_while_every_instance_is_busy():
 
     async def main():
         model = FakeModel(run_ms=lambda n: 300.0)
-        b, rec = make_batcher(model, max_batch_size=1, dynamic=False)
-        blocker = envelope(0.0)
-        b.submit(blocker)
-        await started(model)
+        b, rec, blocker = await busy_batcher(model, max_batch_size=1, dynamic=False)
         e = envelope(1.0, deadline_ms=30)
         t0 = time.perf_counter()
         b.submit(e)

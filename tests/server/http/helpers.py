@@ -1,27 +1,31 @@
-"""Request builders and the error-body check shared by the V2 tests."""
+"""Request builders and the error-body check shared by the HTTP tests."""
 
 from __future__ import annotations
 
 import json
 
 
-def infer_body(*inputs: tuple[str, list[int], str, list], **extra) -> bytes:
-    """A JSON infer request: (name, shape, datatype, data) per input, plus top-level fields."""
-    body = {"inputs": [{"name": n, "shape": s, "datatype": d, "data": v} for n, s, d, v in inputs]}
-    return json.dumps({**body, **extra}).encode()
+def tensor(name: str, shape: list[int], datatype: str, data: list | None = None, **extra) -> dict:
+    """One tensor of a V2 request, its extra fields (parameters, unknown ones) after the data;
+    without data when `data` is None (a binary input, or a missing field)."""
+    out: dict = {"name": name, "shape": shape, "datatype": datatype}
+    if data is not None:
+        out["data"] = data
+    return {**out, **extra}
+
+
+def binary_input(name: str, shape: list[int], datatype: str, size: int) -> dict:
+    """An input whose data follows the JSON header: `size` bytes."""
+    return tensor(name, shape, datatype, parameters={"binary_data_size": size})
+
+
+def infer_body(*inputs: dict, **extra) -> bytes:
+    """A JSON infer request: the input tensors, plus top-level fields."""
+    return json.dumps({"inputs": list(inputs), **extra}).encode()
 
 
 def mlp_request(rows: int = 2, value: float = 0.5) -> dict:
-    return {
-        "inputs": [
-            {
-                "name": "features",
-                "shape": [rows, 64],
-                "datatype": "FP32",
-                "data": [value] * (64 * rows),
-            }
-        ]
-    }
+    return {"inputs": [tensor("features", [rows, 64], "FP32", [value] * (64 * rows))]}
 
 
 def binary_body(header: dict, blobs: list[bytes]) -> tuple[bytes, dict]:

@@ -13,29 +13,21 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import struct
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from urllib.parse import quote
 
-import msgspec
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from litestar.testing import TestClient
 
-from server.app import create_app
 from server.contract.dtypes import V2_TO_NUMPY
-from server.contract.model_config import encode_config
-from server.settings import Settings
+from tests.server.http.hostile import CLIENT_TIMEOUT_S, MAX_BODY, VOCAB, hostile_app
+from tests.server.pipelines.shop import SESSION
 
-CLIENT_TIMEOUT_S = 15.0
-MAX_BODY = 256 * 1024
-VOCAB = 1000
 COMMON = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -67,32 +59,9 @@ OUTPUTS = {
 # -- the app ---------------------------------------------------------------------------------------
 
 
-def bounded_repository(demo_repo: Path, out: Path) -> Path:
-    """The demo repository, with bagofwords' token ids bounded to its vocabulary."""
-    from export.demo import demo_configs
-
-    shutil.copytree(demo_repo, out)
-    cfg = demo_configs()["bagofwords"]
-    ids = msgspec.structs.replace(cfg.input[0], min_value=0, max_value=VOCAB - 1)
-    bounded = msgspec.structs.replace(cfg, input=[ids])
-    (out / "bagofwords" / "config.toml").write_bytes(encode_config(bounded))
-    return out
-
-
 @pytest.fixture(scope="module")
 def hostile(demo_repo: Path, tmp_path_factory: pytest.TempPathFactory):
-    repo = bounded_repository(demo_repo, tmp_path_factory.mktemp("hostile") / "repo")
-    app = create_app(
-        Settings(
-            model_repository=str(repo),
-            device="cpu",
-            model_control_mode="explicit",
-            load_models=["*"],
-            admin_token="t",
-            max_body_bytes=MAX_BODY,
-        )
-    )
-    with TestClient(app) as client, ThreadPoolExecutor(1) as pool:
+    with hostile_app(demo_repo, tmp_path_factory.mktemp("hostile") / "repo") as (client, pool):
         yield client, pool
 
 
@@ -494,25 +463,7 @@ def test_nesting_2000_deep_is_400_everywhere(hostile, path):
         assert r.status_code == 400, r.text
 
 
-SESSION_FIELDS = [
-    "Administrative",
-    "Administrative_Duration",
-    "Informational",
-    "Informational_Duration",
-    "ProductRelated",
-    "ProductRelated_Duration",
-    "BounceRates",
-    "ExitRates",
-    "PageValues",
-    "SpecialDay",
-    "Month",
-    "OperatingSystems",
-    "Browser",
-    "Region",
-    "TrafficType",
-    "VisitorType",
-    "Weekend",
-]
+SESSION_FIELDS = list(SESSION)  # every field of server/schemas/v1.py::Session
 V1_FIELDS = {
     "score": {
         "session": st.fixed_dictionaries({}, optional=dict.fromkeys(SESSION_FIELDS, scalars))

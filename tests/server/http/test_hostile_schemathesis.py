@@ -32,9 +32,8 @@ from server.app import create_app
 from server.schemas.v1 import ClassifyRequest, RecommendRequest, ScoreRequest, SearchRequest
 from server.schemas.v2 import InferRequest
 from server.settings import Settings
-from tests.server.http.test_hostile_codec import bounded_repository
+from tests.server.http.hostile import CLIENT_TIMEOUT_S, hostile_app
 
-CLIENT_TIMEOUT_S = 15.0
 EXAMPLES = 22  # per operation (23 operations; those without inputs run once)
 SERVED = {"mlp", "mlp_unbatched", "simple", "bagofwords", "identity_bytes"}
 SENT: Counter[str] = Counter()
@@ -138,18 +137,8 @@ OPERATIONS = operations()
 
 @pytest.fixture(scope="module")
 def api(demo_repo: Path, tmp_path_factory: pytest.TempPathFactory):
-    repo = bounded_repository(demo_repo, tmp_path_factory.mktemp("schemathesis") / "repo")
-    app = create_app(
-        Settings(
-            model_repository=str(repo),
-            device="cpu",
-            model_control_mode="explicit",
-            load_models=["*"],
-            admin_token="t",
-            max_body_bytes=256 * 1024,
-        )
-    )
-    with TestClient(app) as client, ThreadPoolExecutor(1) as pool:
+    out = tmp_path_factory.mktemp("schemathesis") / "repo"
+    with hostile_app(demo_repo, out) as (client, pool):
         document = client.get("/docs/openapi.json").json()
         yield schemathesis.openapi.from_dict(enrich(document)), client, pool
 

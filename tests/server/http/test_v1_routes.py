@@ -14,11 +14,22 @@ from server.app import create_app
 from server.contract.pipelines import SearchSpec
 from server.settings import Settings
 from tests.server.http.helpers import assert_error
+from tests.server.http.v1_checks import (
+    CLASSIFY_BAD,
+    GENEROUS,
+    RECOMMEND_BAD,
+    SEARCH_BAD,
+    assert_descending,
+    assert_page_value_raises_the_probability,
+    assert_score_explained,
+    classify_reviews,
+    ok,
+    recommend_from_history,
+    recommend_unknown_history,
+    timing,
+)
 from tests.server.pipelines.fakes import FakeModelSource
 from tests.server.pipelines.shop import SESSION, Shop, build_shop, write_pipeline
-
-# a loaded test machine must not turn into 504s; budgets are tested with explicit small values
-GENEROUS = {"recommend": 5000.0, "search": 5000.0, "classify": 5000.0, "score": 5000.0}
 
 
 def _client(shop: Shop, models: FakeModelSource | None = None) -> TestClient:
@@ -37,44 +48,19 @@ def v1(v1shop: Shop):
         yield c
 
 
-def _timing(r) -> str:
-    return r.headers["server-timing"]
-
-
 # -- /v1/score ------------------------------------------------------------------------------------
 
 
 def test_score_explains_exactly(v1):
     r = v1.post("/v1/score", json={"session": SESSION}, headers={"X-Request-Id": "abc"})
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert set(body) == {
-        "probability",
-        "label",
-        "threshold",
-        "base",
-        "explanation",
-        "model_versions",
-    }
-    contribs = [e["contribution"] for e in body["explanation"]]
-    assert len(contribs) == 17
-    assert [abs(c) for c in contribs] == sorted((abs(c) for c in contribs), reverse=True)
-    logit = body["base"] + sum(contribs)
-    assert body["probability"] == pytest.approx(1 / (1 + np.exp(-logit)), abs=1e-5)
-    assert body["label"] == (body["probability"] >= body["threshold"])
+    body = assert_score_explained(r)
     assert body["threshold"] == 0.4  # the ScoreSpec's, from score/pipeline.toml
     assert body["model_versions"] == {"risk": "7"}
-    for stage in ("features", "model", "total"):
-        assert f"{stage};dur=" in _timing(r)
     assert r.headers["x-request-id"] == "abc"
 
 
 def test_high_page_value_raises_the_probability(v1):
-    low = v1.post("/v1/score", json={"session": SESSION}).json()["probability"]
-    high = v1.post(
-        "/v1/score", json={"session": {**SESSION, "PageValues": 80.0, "Month": "Nov"}}
-    ).json()["probability"]
-    assert high > low
+    assert_page_value_raises_the_probability(v1)
 
 
 @pytest.mark.parametrize(
@@ -108,25 +94,8 @@ def test_score_bad_bodies(v1):
 
 
 def test_classify_each_task(v1):
-    for task, labels, version in (
-        ("sentiment", {"negative", "neutral", "positive"}, "1"),
-        ("recommended", {"yes", "no"}, "4"),
-    ):
-        r = v1.post(
-            "/v1/classify",
-            json={
-                "texts": ["Love this dress, fits perfectly", "Terrible quality, returned it"],
-                "task": task,
-            },
-        )
-        assert r.status_code == 200, r.text
-        body = r.json()
-        assert len(body["results"]) == 2
-        for res in body["results"]:
-            assert set(res["scores"]) == labels and res["label"] in labels
-            assert sum(res["scores"].values()) == pytest.approx(1.0, abs=1e-5)
-        assert body["model_versions"] == {f"classify_{task}": version}
-        assert "tokenize;dur=" in _timing(r) and "model;dur=" in _timing(r)
+    for task, version in (("sentiment", "1"), ("recommended", "4")):
+        assert "model;dur=" in timing(classify_reviews(v1, task, version))
     r = v1.post("/v1/classify", json={"texts": ["love it", "bad, broke"], "task": "sentiment"})
     assert [x["label"] for x in r.json()["results"]] == ["positive", "negative"]
 
@@ -142,15 +111,7 @@ def test_classify_splits_requests_larger_than_the_models_batch(v1):
 
 @pytest.mark.parametrize(
     ("body", "needle"),
-    [
-        ({"texts": [], "task": "sentiment"}, "$.texts"),
-        ({"texts": [""], "task": "sentiment"}, "$.texts[0]"),
-        ({"texts": ["x"] * 10_000, "task": "sentiment"}, "$.texts"),
-        ({"texts": ["x" * 5001], "task": "sentiment"}, "$.texts[0]"),
-        ({"texts": "fine", "task": "sentiment"}, "$.texts"),
-        ({"texts": ["fine"]}, "task"),
-        ({"texts": ["fine"], "task": ""}, "$.task"),
-    ],
+    [*CLASSIFY_BAD, ({"texts": ["fine"]}, "task"), ({"texts": ["fine"], "task": ""}, "$.task")],
 )
 def test_classify_bad_input(v1, body, needle):
     assert_error(v1.post("/v1/classify", json=body), 400, needle)
@@ -173,34 +134,23 @@ def test_classify_unknown_task_is_400_listing_the_served_ones(v1):
 
 def test_search_returns_products_within_filters(v1, v1shop):
     r = v1.post("/v1/search", json={"query": "white heart", "k": 5})
-    assert r.status_code == 200, r.text
-    body = r.json()
+    body = ok(r)
     assert len(body["items"]) == 5 and body["degraded"] is False
     assert set(body["items"][0]) == {"item_id", "title", "price", "score"}
     assert body["items"][0]["title"] == "white heart"
-    scores = [i["score"] for i in body["items"]]
-    assert scores == sorted(scores, reverse=True)
+    assert_descending(body["items"])
     assert body["model_versions"] == {"search": "1", "search_encoder": "3"}
     cheap = v1.post(
         "/v1/search", json={"query": "white heart", "k": 10, "filters": {"price_max": 4.0}}
     ).json()
     assert len(cheap["items"]) == 4 and all(i["price"] <= 4.0 for i in cheap["items"])
     for stage in ("tokenize", "encode", "retrieve"):
-        assert f"{stage};dur=" in _timing(r)
+        assert f"{stage};dur=" in timing(r)
 
 
 @pytest.mark.parametrize(
     ("body", "needle"),
-    [
-        ({"query": ""}, "$.query"),
-        ({"query": "x" * 1_000_000}, "$.query"),
-        ({"query": "mug", "k": 0}, "$.k"),
-        ({"query": "mug", "k": 10_000}, "$.k"),
-        ({"query": "mug", "filters": {"price_min": 5, "price_max": 1}}, "price_min"),
-        ({"query": "mug", "filters": {"price_min": -1}}, "$.filters.price_min"),
-        ({"query": "mug", "filters": {"colour": "red"}}, "colour"),
-        ({"k": 3}, "query"),
-    ],
+    [*SEARCH_BAD, ({"query": "mug", "filters": {"colour": "red"}}, "colour"), ({"k": 3}, "query")],
 )
 def test_search_bad_input(v1, body, needle):
     assert_error(v1.post("/v1/search", json=body), 400, needle)
@@ -210,46 +160,27 @@ def test_search_bad_input(v1, body, needle):
 
 
 def test_recommend_from_history(v1, v1shop):
-    history = v1shop.item_ids[:3]
-    r = v1.post("/v1/recommend", json={"history": [*history, "NOT-AN-ITEM"], "k": 10})
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert len(body["items"]) == 10
-    assert body["ignored_items"] == ["NOT-AN-ITEM"]
-    assert not set(history) & {i["item_id"] for i in body["items"]}  # exclude_history by default
+    _, body, kept = recommend_from_history(v1, v1shop.item_ids[:3])
     assert body["model_versions"] == {"recommend": "1", "query_encoder": "2", "ranker": "5"}
-    assert "retrieve;dur=" in _timing(r)
-    kept = v1.post(
-        "/v1/recommend",
-        json={"history": history, "k": 100, "filters": {"exclude_history": False, "price_max": 5}},
-    ).json()
-    assert len(kept["items"]) == 5 and all(i["price"] <= 5 for i in kept["items"])
+    assert len(kept["items"]) == 5
 
 
 def test_recommend_unknown_history_falls_back_to_popularity(v1, v1shop):
-    r = v1.post(
-        "/v1/recommend", json={"history": ["nope-1", "nope-2"], "user_id": "unknown-user", "k": 5}
-    )
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert len(body["items"]) == 5 and body["ignored_items"] == ["nope-1", "nope-2"]
+    _, body = recommend_unknown_history(v1)
     popular = [v1shop.item_ids[i] for i in np.argsort(-v1shop.popularity, kind="stable")[:5]]
     assert [i["item_id"] for i in body["items"]] == popular
     empty = v1.post("/v1/recommend", json={"k": 5}).json()
     assert [i["item_id"] for i in empty["items"]] == popular
-    assert "popularity;dur=" in _timing(r)
     cheap = v1.post("/v1/recommend", json={"k": 5, "filters": {"price_min": 46}}).json()
     assert len(cheap["items"]) == 5 and all(i["price"] >= 46 for i in cheap["items"])
 
 
 def test_recommend_ranks_candidates_with_the_ranker(v1, v1shop):
     r = v1.post("/v1/recommend", json={"history": v1shop.item_ids[5:9], "user_id": "U1", "k": 10})
-    assert r.status_code == 200, r.text
-    body = r.json()
+    body = ok(r)
     assert body["degraded"] is False and "ranker" in body["model_versions"]
-    assert "features;dur=" in _timing(r) and "rank;dur=" in _timing(r)
-    scores = [i["score"] for i in body["items"]]
-    assert scores == sorted(scores, reverse=True)
+    assert "features;dur=" in timing(r) and "rank;dur=" in timing(r)
+    assert_descending(body["items"])
     prices = [i["price"] for i in body["items"]]
     assert prices == sorted(prices)  # the fake ranker prefers cheap items
 
@@ -257,20 +188,15 @@ def test_recommend_ranks_candidates_with_the_ranker(v1, v1shop):
 def test_recommend_degrades_to_retrieval_order_when_ranking_cannot_fit(v1, v1shop, monkeypatch):
     monkeypatch.setattr(v1shop.models["ranker"], "ns_per_row", 10**12)  # "1000 s per row"
     r = v1.post("/v1/recommend", json={"history": v1shop.item_ids[5:9], "k": 10})
-    assert r.status_code == 200, r.text
-    body = r.json()
+    body = ok(r)
     assert body["degraded"] is True and len(body["items"]) == 10
-    assert "rank;dur=" not in _timing(r)
+    assert "rank;dur=" not in timing(r)
 
 
 @pytest.mark.parametrize(
     ("body", "needle"),
     [
-        ({"history": "abc"}, "$.history"),
-        ({"history": [1, 2]}, "$.history[0]"),
-        ({"history": [], "k": 101}, "$.k"),
-        ({"history": [], "filters": {"exclude_history": "no"}}, "$.filters.exclude_history"),
-        ({"history": [], "budget_ms": -1}, "$.budget_ms"),
+        *RECOMMEND_BAD,
         ({"history": ["x" * 65]}, "$.history[0]"),
         ({"history": [], "filters": {"price_min": 9, "price_max": 2}}, "price_min"),
     ],
@@ -368,13 +294,10 @@ def test_ranker_not_served_answers_in_retrieval_order(tmp_path: Path):
     shop = build_shop(tmp_path)
     models = FakeModelSource({k: v for k, v in shop.models.models.items() if k != "ranker"})
     with _client(shop, models) as c:
-        r = c.post("/v1/recommend", json={"history": shop.item_ids[5:9], "k": 10})
-        assert r.status_code == 200, r.text
-        body = r.json()
+        body = ok(c.post("/v1/recommend", json={"history": shop.item_ids[5:9], "k": 10}))
         assert body["degraded"] is True and len(body["items"]) == 10
         assert body["model_versions"] == {"recommend": "1", "query_encoder": "2"}
-        scores = [i["score"] for i in body["items"]]
-        assert scores == sorted(scores, reverse=True)  # retrieval scores, retrieval order
+        assert_descending(body["items"])  # retrieval scores, retrieval order
         (rec,) = [p for p in c.get("/v1/pipelines").json()["pipelines"] if p["name"] == "recommend"]
         assert rec["state"] == "READY"
         assert {"name": "ranker", "version": "", "gate": "missing"} in rec["models"]

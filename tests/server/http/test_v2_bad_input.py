@@ -3,175 +3,65 @@ it are unaffected."""
 
 from __future__ import annotations
 
-import json
 import struct
 
 import pytest
 
 from server.errors import Overloaded
-from tests.server.http.helpers import assert_error, binary_body, mlp_request
+from tests.server.http.helpers import (
+    assert_error,
+    binary_body,
+    binary_input,
+    infer_body,
+    mlp_request,
+    tensor,
+)
+
+MLP = "/v2/models/mlp/infer"
+SIMPLE = "/v2/models/simple/infer"
+ROW = mlp_request(1)["inputs"][0]  # a valid mlp input
+
+
+def _features(datatype: str = "FP32", data: list | None = None, **extra) -> dict:
+    """The mlp's one input, a row of 64."""
+    return tensor("features", [1, 64], datatype, data, **extra)
+
+
+def _simple(shape: list[int], data: list) -> bytes:
+    """Both inputs of `simple`, the same values in each."""
+    return infer_body(*(tensor(n, shape, "INT64", data) for n in ("INPUT0", "INPUT1")))
 
 
 @pytest.mark.parametrize(
     ("path", "body", "status", "needles"),
     [
-        ("/v2/models/mlp/infer", b"{not json", 400, ["request body"]),
+        (MLP, b"{not json", 400, ["request body"]),
         ("/v2/models/nope/infer", b"{}", 404, ["nope"]),
         ("/v2/models/mlp/versions/7/infer", b"{}", 404, ["version 7"]),
         ("/v2/models/mlp/versions/x/infer", b"{}", 400, ["model_version"]),
-        ("/v2/models/mlp/infer", json.dumps({"inputs": []}).encode(), 400, ["$.inputs"]),
+        (MLP, infer_body(), 400, ["$.inputs"]),
+        (MLP, infer_body(_features()), 400, ["features", "data"]),
+        (MLP, infer_body(_features(data=[1] * 64, colour=1)), 400, ["colour"]),
         (
-            "/v2/models/mlp/infer",
-            json.dumps(
-                {"inputs": [{"name": "features", "shape": [1, 64], "datatype": "FP32"}]}
-            ).encode(),
-            400,
-            ["features", "data"],
-        ),
-        (
-            "/v2/models/mlp/infer",
-            json.dumps(
-                {
-                    "inputs": [
-                        {
-                            "name": "features",
-                            "shape": [1, 64],
-                            "datatype": "FP32",
-                            "data": [1] * 64,
-                            "colour": 1,
-                        }
-                    ]
-                }
-            ).encode(),
-            400,
-            ["colour"],
-        ),
-        (
-            "/v2/models/simple/infer",
-            json.dumps(
-                {
-                    "inputs": [
-                        {"name": "INPUT0", "shape": [1, 16], "datatype": "INT64", "data": [1] * 16}
-                    ]
-                }
-            ).encode(),
+            SIMPLE,
+            infer_body(tensor("INPUT0", [1, 16], "INT64", [1] * 16)),
             400,
             ["missing", "INPUT1"],
         ),
         (
-            "/v2/models/mlp/infer",
-            json.dumps(
-                {
-                    "inputs": [
-                        mlp_request(1)["inputs"][0],
-                        {"name": "extra", "shape": [1], "datatype": "FP32", "data": [1]},
-                    ]
-                }
-            ).encode(),
+            MLP,
+            infer_body(ROW, tensor("extra", [1], "FP32", [1])),
             400,
             ["unexpected", "extra"],
         ),
-        (
-            "/v2/models/mlp/infer",
-            json.dumps(
-                {
-                    "inputs": [
-                        {
-                            "name": "features",
-                            "shape": [1, 64],
-                            "datatype": "INT64",
-                            "data": [1] * 64,
-                        }
-                    ]
-                }
-            ).encode(),
-            400,
-            ["features", "INT64", "FP32"],
-        ),
-        (
-            "/v2/models/mlp/infer",
-            json.dumps(
-                {
-                    "inputs": [
-                        {"name": "features", "shape": [1, 64], "datatype": "FP32", "data": [1] * 63}
-                    ]
-                }
-            ).encode(),
-            400,
-            ["features", "63"],
-        ),
-        (
-            "/v2/models/mlp/infer",
-            json.dumps(
-                {
-                    "inputs": [
-                        {
-                            "name": "features",
-                            "shape": [1, 64],
-                            "datatype": "FP32",
-                            "data": ["a"] * 64,
-                        }
-                    ]
-                }
-            ).encode(),
-            400,
-            ["features"],
-        ),
-        (
-            "/v2/models/mlp/infer",
-            json.dumps(
-                {
-                    "inputs": [
-                        {
-                            "name": "features",
-                            "shape": [1, 64],
-                            "datatype": "FLOAT",
-                            "data": [1] * 64,
-                        }
-                    ]
-                }
-            ).encode(),
-            400,
-            ["datatype", "FLOAT"],
-        ),
-        (
-            "/v2/models/simple/infer",
-            json.dumps(
-                {
-                    "inputs": [
-                        {"name": n, "shape": [1, 16], "datatype": "INT64", "data": [0.5] * 16}
-                        for n in ("INPUT0", "INPUT1")
-                    ]
-                }
-            ).encode(),
-            400,
-            ["INPUT0", "non-integer"],
-        ),
-        (
-            "/v2/models/simple/infer",
-            json.dumps(
-                {
-                    "inputs": [
-                        {"name": n, "shape": [65, 16], "datatype": "INT64", "data": [1] * 1040}
-                        for n in ("INPUT0", "INPUT1")
-                    ]
-                }
-            ).encode(),
-            400,
-            ["max_batch_size"],
-        ),
-        (
-            "/v2/models/mlp/infer",
-            json.dumps({**mlp_request(1), "outputs": [{"name": "nope"}]}).encode(),
-            400,
-            ["outputs", "nope"],
-        ),
-        (
-            "/v2/models/mlp/infer",
-            json.dumps({**mlp_request(1), "parameters": {"timeout": -5}}).encode(),
-            400,
-            ["parameters.timeout"],
-        ),
+        (MLP, infer_body(_features("INT64", [1] * 64)), 400, ["features", "INT64", "FP32"]),
+        (MLP, infer_body(_features(data=[1] * 63)), 400, ["features", "63"]),
+        (MLP, infer_body(_features(data=["a"] * 64)), 400, ["features"]),
+        (MLP, infer_body(_features("FLOAT", [1] * 64)), 400, ["datatype", "FLOAT"]),
+        (SIMPLE, _simple([1, 16], [0.5] * 16), 400, ["INPUT0", "non-integer"]),
+        (SIMPLE, _simple([65, 16], [1] * 1040), 400, ["max_batch_size"]),
+        (MLP, infer_body(ROW, outputs=[{"name": "nope"}]), 400, ["outputs", "nope"]),
+        (MLP, infer_body(ROW, parameters={"timeout": -5}), 400, ["parameters.timeout"]),
     ],
 )
 def test_bad_input_is_a_4xx_naming_the_field(client, path, body, status, needles):
@@ -181,16 +71,7 @@ def test_bad_input_is_a_4xx_naming_the_field(client, path, body, status, needles
 
 
 def test_binary_header_that_lies(client):
-    header = {
-        "inputs": [
-            {
-                "name": "features",
-                "shape": [1, 64],
-                "datatype": "FP32",
-                "parameters": {"binary_data_size": 256},
-            }
-        ]
-    }
+    header = {"inputs": [binary_input("features", [1, 64], "FP32", 256)]}
     body, headers = binary_body(header, [b"\0" * 100])
     assert_error(
         client.post("/v2/models/mlp/infer", content=body, headers=headers),
@@ -211,16 +92,7 @@ def test_binary_header_that_lies(client):
     header["inputs"][0]["parameters"]["binary_data_size"] = 252
     body, headers = binary_body(header, [b"\0" * 256])
     assert_error(client.post("/v2/models/mlp/infer", content=body, headers=headers), 400, "252")
-    bytes_header = {
-        "inputs": [
-            {
-                "name": "text",
-                "shape": [1, 1],
-                "datatype": "BYTES",
-                "parameters": {"binary_data_size": 8},
-            }
-        ]
-    }
+    bytes_header = {"inputs": [binary_input("text", [1, 1], "BYTES", 8)]}
     body, headers = binary_body(bytes_header, [struct.pack("<I", 50) + b"abcd"])
     assert_error(
         client.post("/v2/models/identity_bytes/infer", content=body, headers=headers),

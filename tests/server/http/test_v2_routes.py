@@ -7,7 +7,7 @@ import struct
 
 import numpy as np
 
-from tests.server.http.helpers import assert_error, binary_body, mlp_request
+from tests.server.http.helpers import assert_error, binary_body, binary_input, mlp_request
 
 
 def test_server_metadata_and_health(client):
@@ -57,20 +57,7 @@ def test_infer_binary_roundtrip_int64_and_bytes(client):
     a = np.arange(16, dtype=np.int64).reshape(1, 16)
     b = np.ones((1, 16), dtype=np.int64)
     header = {
-        "inputs": [
-            {
-                "name": "INPUT0",
-                "shape": [1, 16],
-                "datatype": "INT64",
-                "parameters": {"binary_data_size": 128},
-            },
-            {
-                "name": "INPUT1",
-                "shape": [1, 16],
-                "datatype": "INT64",
-                "parameters": {"binary_data_size": 128},
-            },
-        ],
+        "inputs": [binary_input(n, [1, 16], "INT64", 128) for n in ("INPUT0", "INPUT1")],
         "outputs": [{"name": "OUTPUT0", "parameters": {"binary_data": True}}, {"name": "OUTPUT1"}],
     }
     body, headers = binary_body(header, [a.tobytes(), b.tobytes()])
@@ -86,14 +73,7 @@ def test_infer_binary_roundtrip_int64_and_bytes(client):
     words = [b"caf\xc3\xa9", b""]
     blob = b"".join(struct.pack("<I", len(w)) + w for w in words)
     header = {
-        "inputs": [
-            {
-                "name": "text",
-                "shape": [2, 1],
-                "datatype": "BYTES",
-                "parameters": {"binary_data_size": len(blob)},
-            }
-        ],
+        "inputs": [binary_input("text", [2, 1], "BYTES", len(blob))],
         "parameters": {"binary_data_output": True},
     }
     body, headers = binary_body(header, [blob])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,31 +41,25 @@ def tensor(name: str, data_type: str, dims: list[int], **extra) -> TensorConfig:
     return TensorConfig(name=name, data_type=data_type, dims=dims, **extra)
 
 
+@dataclass(eq=False)
 class FakeModel:
     """An `InferModel`: inputs checked against `config`, outputs from `fn`. `delay_s` makes it slow
     (a deadline that passes while it waits is a DeadlineExceeded, as from the batcher's queue);
     `ns_per_row` is what `expected_ns` reports; `calls` records every inputs dict it got."""
 
-    def __init__(
-        self,
-        config: ModelConfig,
-        fn: Fn,
-        folder: Path,
-        *,
-        version: int = 1,
-        delay_s: float = 0.0,
-        ns_per_row: int = 1000,
-        gate: GateSummary | None = None,
-    ) -> None:
-        self.config = config
-        self.name = config.name
-        self.version = version
-        self.folder = folder
-        self.fn = fn
-        self.delay_s = delay_s
-        self.ns_per_row = ns_per_row
-        self.gate = gate
-        self.calls: list[dict[str, np.ndarray]] = []
+    config: ModelConfig
+    fn: Fn
+    folder: Path
+    _: KW_ONLY
+    version: int = 1
+    delay_s: float = 0.0
+    ns_per_row: int = 1000
+    gate: GateSummary | None = None
+    name: str = field(init=False)
+    calls: list[dict[str, np.ndarray]] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.name = self.config.name
 
     @property
     def max_batch_size(self) -> int:
