@@ -10,11 +10,9 @@ The scenario functions are shared with tests/e2e/test_chaos.py, which asserts on
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -24,10 +22,24 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+from bench.faults_client import (
+    MLP_BODY,
+    SLOW_BODY,
+    Answer,
+    all_at_once,
+    infer_body,
+    metric_sum,
+    pct,
+    request,
+)
+from bench.faults_models import (
+    CLIENT_TIMEOUT_S,
+    POISON_ID,
+    build_fault_repository,
+    write_slow_model,
+)
 
 __all__ = [
     "Answer",
@@ -42,201 +54,6 @@ __all__ = [
     "write_slow_model",
 ]
 
-IR_VERSION = 10  # ONNX Runtime 1.31 reads at most IR 13; onnx 1.23 writes 14 by default
-OPSET = 17
-CLIENT_TIMEOUT_S = 60.0
-POISON_ID = 5000  # bagofwords has 1000 ids and declares no bounds: its Gather fails on this
-
-
-# -- models -----------------------------------------------------------------------------------------
-
-
-def _slow_graph(matmuls: int, size: int):
-    """x FP32 [1, 1] -> y FP32 [1, 1] through `matmuls` chained [size x size] MatMuls (the
-    chain depends on x, so nothing is folded at load)."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    a = (rng.standard_normal((size, size)) / np.sqrt(size)).astype(np.float32)
-    inits = [numpy_helper.from_array(a, "a"), numpy_helper.from_array(np.float32(0), "zero")]
-    nodes = [
-        helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
-        helper.make_node("Mul", ["a", "s"], ["m0"]),
-    ]
-    for i in range(matmuls):
-        nodes.append(helper.make_node("MatMul", [f"m{i}", "a"], [f"m{i + 1}"]))
-    nodes += [
-        helper.make_node("ReduceMean", [f"m{matmuls}"], ["r"], keepdims=0),
-        helper.make_node("Mul", ["x", "zero"], ["x0"]),
-        helper.make_node("Add", ["x0", "r"], ["y"]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "slow",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = IR_VERSION
-    return model
-
-
-def _run_ms(model) -> float:
-    """Median time of one run on one intra-op thread, in ms."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    x = {"x": np.ones((1, 1), np.float32)}
-    sess.run(None, x)
-    times = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        sess.run(None, x)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(times))
-
-
-def write_slow_model(folder: Path, target_ms: float, size: int = 256) -> float:
-    """A model `folder.name` that takes about `target_ms` per request on this machine (one
-    intra-op thread, max_batch_size 1, no dynamic batching: one request at a time). Returns the
-    run time measured for the chain chosen."""
-    import onnx
-
-    from server.contract.model_config import (
-        InstanceGroup,
-        ModelConfig,
-        ModelWarmup,
-        Optimization,
-        TensorConfig,
-        encode_config,
-    )
-
-    per = max(_run_ms(_slow_graph(8, size)) / 8, 1e-3)
-    matmuls = int(min(2000, max(1, round(target_ms / per))))
-    model = _slow_graph(matmuls, size)
-    measured = _run_ms(model)
-    (folder / "1").mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(folder / "1" / "model.onnx"))
-    config = ModelConfig(
-        name=folder.name,
-        max_batch_size=1,
-        input=[TensorConfig(name="x", data_type="TYPE_FP32", dims=[1])],
-        output=[TensorConfig(name="y", data_type="TYPE_FP32", dims=[1])],
-        instance_group=[InstanceGroup(count=1, kind="KIND_CPU")],
-        optimization=Optimization(graph_level="basic", intra_op_threads=1),
-        model_warmup=ModelWarmup(batch_sizes=[1]),
-    )
-    (folder / "config.toml").write_bytes(encode_config(config))
-    return measured
-
-
-def build_fault_repository(out: Path, slow_ms: float | None = None) -> Path:
-    """The demo repository with bagofwords batching over a 50 ms window (a poisoned request
-    shares its batch with the good ones) and, given `slow_ms`, a model `slow`."""
-    import msgspec
-
-    from export.demo import build_demo_repository, demo_configs
-    from server.contract.model_config import DynamicBatching, encode_config
-
-    build_demo_repository(out)
-    cfg = demo_configs()["bagofwords"]
-    windowed = msgspec.structs.replace(
-        cfg, dynamic_batching=DynamicBatching(max_queue_delay_microseconds=50_000)
-    )
-    (out / "bagofwords" / "config.toml").write_bytes(encode_config(windowed))
-    if slow_ms is not None:
-        write_slow_model(out / "slow", slow_ms)
-    return out
-
-
-# -- the client -------------------------------------------------------------------------------------
-
-
-@dataclass
-class Answer:
-    status: int | None  # None: no answer (connection refused, reset, timed out): lost
-    elapsed_s: float
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    error: str = ""
-
-
-def connect(base: str) -> http.client.HTTPConnection:
-    host, port = base.removeprefix("http://").rsplit(":", 1)
-    return http.client.HTTPConnection(host, int(port), timeout=CLIENT_TIMEOUT_S)
-
-
-def request(
-    base: str,
-    method: str,
-    path: str,
-    body: bytes | None = None,
-    headers: dict | None = None,
-    conn: http.client.HTTPConnection | None = None,
-) -> Answer:
-    """One request on its own connection (given, maybe connected already), with a client
-    timeout; the time is from sending the request to the end of the answer."""
-    conn = conn or connect(base)
-    t0 = time.perf_counter()
-    try:
-        hdrs = {"Connection": "close", **(headers or {})}
-        if body is not None:
-            hdrs.setdefault("Content-Type", "application/json")
-        conn.request(method, path, body=body, headers=hdrs)
-        r = conn.getresponse()
-        data = r.read()
-        return Answer(
-            r.status, time.perf_counter() - t0, {k.lower(): v for k, v in r.getheaders()}, data
-        )
-    except (OSError, http.client.HTTPException) as exc:
-        return Answer(None, time.perf_counter() - t0, error=f"{type(exc).__name__}: {exc}")
-    finally:
-        conn.close()
-
-
-def infer_body(name: str, shape: list[int], datatype: str, data: list) -> bytes:
-    return json.dumps(
-        {"inputs": [{"name": name, "shape": shape, "datatype": datatype, "data": data}]}
-    ).encode()
-
-
-SLOW_BODY = infer_body("x", [1, 1], "FP32", [1.0])
-MLP_BODY = infer_body("features", [1, 64], "FP32", [0.5] * 64)
-
-
-def metric_sum(base: str, name: str) -> float:
-    """The sum of a metric's samples (all labels) at /metrics."""
-    text = request(base, "GET", "/metrics").body.decode()
-    pattern = re.compile(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", re.M)
-    return sum(float(v) for v in pattern.findall(text))
-
-
-def _all_at_once(
-    n: int, fn: Callable[[int, http.client.HTTPConnection | None], Answer], base: str = ""
-) -> list[Answer]:
-    """`fn(i, conn)` for i < n from n threads released together; given `base`, each thread
-    connects before the release (so the answer times leave out connection set-up)."""
-    gate = threading.Barrier(n)
-
-    def one(i: int) -> Answer:
-        conn = None
-        if base:
-            conn = connect(base)
-            with contextlib.suppress(OSError):  # counted as lost when the request fails
-                conn.connect()
-        gate.wait()
-        return fn(i, conn)
-
-    with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(one, range(n)))
-
-
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
-
 
 # -- scenarios --------------------------------------------------------------------------------------
 
@@ -244,7 +61,7 @@ def pct(values: list[float], q: float) -> float:
 def burst(base: str, n: int, model: str = "slow", body: bytes = SLOW_BODY) -> dict:
     """`n` requests at once: every one answered 200 or 429 (with Retry-After), none lost."""
     path = f"/v2/models/{model}/infer"
-    answers = _all_at_once(n, lambda i, conn: request(base, "POST", path, body, conn=conn), base)
+    answers = all_at_once(n, lambda i, conn: request(base, "POST", path, body, conn=conn), base)
     ok = [a for a in answers if a.status == 200]
     refused = [a for a in answers if a.status == 429]
     return {
@@ -307,7 +124,7 @@ def sigterm_under_load(
     path = f"/v2/models/{model}/infer"
     with ThreadPoolExecutor(1) as pool:
         sent = pool.submit(
-            _all_at_once, n, lambda i, conn: request(base, "POST", path, SLOW_BODY, conn=conn), base
+            all_at_once, n, lambda i, conn: request(base, "POST", path, SLOW_BODY, conn=conn), base
         )
         deadline = time.monotonic() + 30
         inflight = 0.0
@@ -378,7 +195,7 @@ def poisoned_batches(base: str, rounds: int = 5, good: int = 15) -> dict:
             body = infer_body("input_ids", [1, 3], "INT64", ids)
             return request(base, "POST", "/v2/models/bagofwords/infer", body, conn=conn)
 
-        answers = _all_at_once(good + 1, one, base)
+        answers = all_at_once(good + 1, one, base)
         mates_failed += sum(a.status != 200 for a in answers[:good])
         poison = answers[good]
         if poison.status == 500:
