@@ -111,7 +111,7 @@ class LoadedModel:
 
     def expected_ns(self, rows: int) -> int:
         """Measured run time of a batch of `rows` (warm-up seeds it)."""
-        return self.latency.expected_ns(rows)
+        return int(self.latency.expected_ns(rows))
 
     def deadline(self, arrival_ns: int, requested_us: int | None) -> int:
         """Absolute deadline (ns, 0 = none): the config's default, shortened (never lengthened)

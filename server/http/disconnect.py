@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from litestar import Request
 
@@ -16,6 +16,10 @@ from server.errors import ClientDisconnected
 __all__ = ["until_disconnect"]
 
 T = TypeVar("T")
+
+
+async def _next_message(request: Request) -> Any:
+    return await request.receive()
 
 
 async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
@@ -32,7 +36,7 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
             gone = True
             task.cancel()
 
-    watcher = asyncio.get_running_loop().create_task(request.receive())
+    watcher = asyncio.get_running_loop().create_task(_next_message(request))
     watcher.add_done_callback(on_message)
     try:
         return await work

@@ -79,7 +79,7 @@ async def _admitted(
     kind: type,
     arrival: int,
 ) -> Response:
-    req = _decode(await request.body(), kind)
+    req: Any = _decode(await request.body(), kind)
     budget = v1_budget(
         req.budget_ms,
         request.headers.get(TIMEOUT_HEADER),

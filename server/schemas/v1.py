@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 
-class _In(Wire, frozen=True):
+class _In(Wire):
     pass
 
 
@@ -48,7 +48,7 @@ Rate = Annotated[float, Meta(ge=0, le=1)]
 # -- score ----------------------------------------------------------------------------------------
 
 
-class Session(_In, frozen=True):
+class Session(_In):
     """One browsing session, under the Online Shoppers Intention dataset's own column names."""
 
     Administrative: Count
@@ -72,7 +72,7 @@ class Session(_In, frozen=True):
     Weekend: bool
 
 
-class ScoreRequest(_In, frozen=True):
+class ScoreRequest(_In):
     session: Session
     budget_ms: BudgetMs | None = None
 
@@ -96,7 +96,7 @@ class ScoreResponse(_Out):
 Text = Annotated[str, Meta(min_length=1, max_length=5000)]
 
 
-class ClassifyRequest(_In, frozen=True):
+class ClassifyRequest(_In):
     texts: Annotated[list[Text], Meta(min_length=1, max_length=64)]
     task: Annotated[str, Meta(min_length=1, max_length=64, examples=["sentiment"])]
     budget_ms: BudgetMs | None = None
@@ -122,12 +122,12 @@ class Item(_Out):
     score: float
 
 
-class SearchFilters(_In, frozen=True):
+class SearchFilters(_In):
     price_min: Price | None = None
     price_max: Price | None = None
 
 
-class SearchRequest(_In, frozen=True):
+class SearchRequest(_In):
     query: Annotated[str, Meta(min_length=1, max_length=512)]
     k: Annotated[int, Meta(ge=1, le=100)] = 10
     filters: SearchFilters | None = None
@@ -140,13 +140,13 @@ class SearchResponse(_Out):
     model_versions: dict[str, str]
 
 
-class RecommendFilters(_In, frozen=True):
+class RecommendFilters(_In):
     price_min: Price | None = None
     price_max: Price | None = None
     exclude_history: bool = True
 
 
-class RecommendRequest(_In, frozen=True):
+class RecommendRequest(_In):
     history: Annotated[list[Annotated[str, Meta(max_length=64)]], Meta(max_length=1000)] = []
     user_id: Annotated[str, Meta(max_length=64)] | None = None
     k: Annotated[int, Meta(ge=1, le=100)] = 10
