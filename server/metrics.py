@@ -85,6 +85,10 @@ class Metrics:
             labels,
             registry=r,
         )
+        self._timings(r, labels)
+
+    def _timings(self, r: CollectorRegistry, labels: tuple[str, ...]) -> None:
+        """Queue depth, latency and batch-size distributions, isolations, and the HTTP series."""
         self.pending = Gauge(
             "shopserve_inference_pending_request_count",
             "Requests queued or running (nv_inference_pending_request_count)",
