@@ -319,8 +319,8 @@ def format_table(res: dict) -> str:
         (
             f"30 ms-deadline probes answered 429, queue bound {res['queue']}",
             f"{dq['other'].count(429)}/{dq['sent']}",
-            f"{dq['answered_504']} answered 504: expired requests keep their queue slots "
-            "until the next batch forms (docs/reliability.md)",
+            f"{dq['answered_504']} answered 504: a full queue first purges requests already "
+            "answered, so expired ones hold no slot",
         ),
         (
             "batch-mates failed per poisoned request",
