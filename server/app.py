@@ -20,7 +20,7 @@ from server.engine.repository import ModelRepository
 from server.http.admission import Admission
 from server.http.counting import ResponseCounter
 from server.http.deps import Services
-from server.http.responses import exception_handlers
+from server.http.responses import ERROR_RESPONSES, exception_handlers
 from server.http.v1 import V1_ROUTES
 from server.http.v2 import V2_ROUTES
 from server.http.v2_repository import V2_REPOSITORY_ROUTES
@@ -80,8 +80,11 @@ def create_app(
         "repository": repository,
         "pipelines": pipelines,
     }
+    routes = [*V2_ROUTES, *V2_REPOSITORY_ROUTES, *V1_ROUTES, *(extra_routes or [])]
+    for handler in routes:  # the OpenAPI document shows the one error body every route sends
+        handler.responses = {**ERROR_RESPONSES, **(handler.responses or {})}
     return Litestar(
-        route_handlers=[*V2_ROUTES, *V2_REPOSITORY_ROUTES, *V1_ROUTES, *(extra_routes or [])],
+        route_handlers=routes,
         dependencies={"services": Provide(lambda: services, use_cache=True, sync_to_thread=False)},
         lifespan=[lifespan],
         exception_handlers=exception_handlers,

@@ -10,13 +10,31 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import ResponseSpec
 
 from server.errors import BY_STATUS, BadRequest, InternalError, ShopserveError
+from server.schemas.base import ErrorBody
 
-__all__ = ["error_response", "exception_handlers", "request_id_of"]
+__all__ = ["ERROR_RESPONSES", "error_response", "exception_handlers", "request_id_of"]
 
 log = logging.getLogger("shopserve.http")
 _encoder = msgspec.json.Encoder()
+
+
+def _error_spec(description: str) -> ResponseSpec:
+    return ResponseSpec(data_container=ErrorBody, description=description)
+
+
+# what the OpenAPI document says every route may answer: the one error body (Litestar's own
+# default for 400 is its ValidationException body, which this server never sends)
+ERROR_RESPONSES: dict[int, ResponseSpec] = {
+    400: _error_spec("Invalid input: the message names the field"),
+    404: _error_spec("Unknown model, version or pipeline"),
+    413: _error_spec("Body over max_body_bytes"),
+    429: _error_spec("Queue or worker full; retry after Retry-After seconds"),
+    503: _error_spec("Not ready, or draining"),
+    504: _error_spec("Deadline or budget passed"),
+}
 
 
 def request_id_of(request: Request, headers: Any = None) -> str:

@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ["Wire"]
+__all__ = ["ErrorBody", "Wire"]
 
 
 class Wire(msgspec.Struct, forbid_unknown_fields=True):
     pass
+
+
+class ErrorBody(Wire):
+    """Every error answer, V1 and V2 (V2 clients read `error`)."""
+
+    error: str  # the message; it names the field for bad input
+    code: str  # the short code of server/errors.py
+    request_id: str
