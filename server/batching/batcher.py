@@ -53,6 +53,7 @@ class BatchPolicy:
         max_queue_size: int = 0,
         pad_values: dict[str, int | float] | None = None,
         dynamic_outputs: dict[str, tuple[int, ...]] | None = None,
+        max_batch_tokens: int = 0,
     ) -> None:
         self.max_rows = max(1, max_batch_size)
         self.batching = max_batch_size > 0
@@ -62,6 +63,8 @@ class BatchPolicy:
         self.max_queue_size = max_queue_size
         self.pad_values = pad_values or {}
         self.dynamic_outputs = dynamic_outputs or {}
+        # padded inputs only: rows x the longest request of a batch stays within this (0: off)
+        self.max_batch_tokens = max_batch_tokens if self.pad_values else 0
 
 
 class Batcher:
@@ -244,6 +247,8 @@ class Batcher:
                 return []
             queued_rows = sum(e.rows for e in self._queue)
             target, complete = self._target_rows(queued_rows)
+            if not complete and p.max_batch_tokens:  # enough tokens queued to fill a batch
+                complete = sum(e.rows * e.length for e in self._queue) >= p.max_batch_tokens
             if complete or p.max_queue_delay_ns == 0:
                 break
             oldest = self._queue[0]
@@ -277,13 +282,20 @@ class Batcher:
         if not q or rows >= target:
             return batch
         if self.policy.pad_values and head.length:
+            # the requests closest to the head's length first (a length bucket), within the
+            # row target and the padded-token bound
             window = [q[i] for i in range(min(len(q), 4 * target))]
             window.sort(key=lambda e: abs(e.length - head.length))
+            cap, longest = self.policy.max_batch_tokens, head.length
             chosen = []
             for env in window:
-                if rows + env.rows <= target:
+                fits = rows + env.rows <= target
+                if fits and cap and (rows + env.rows) * max(longest, env.length) > cap:
+                    fits = False
+                if fits:
                     chosen.append(env)
                     rows += env.rows
+                    longest = max(longest, env.length)
                 if rows >= target:
                     break
             ids = {id(e) for e in chosen}

@@ -111,6 +111,9 @@ class DynamicBatching(_Base, frozen=True):
     max_queue_delay_microseconds: Micros = 0
     preferred_batch_size: list[Annotated[int, Meta(ge=1)]] = []
     default_queue_policy: QueuePolicy = QueuePolicy()
+    # extension (text-embeddings-inference's max_batch_tokens): for a model with a padded -1
+    # input, a batch is also bounded by rows x its longest request; 0 turns the bound off
+    max_batch_tokens: Annotated[int, Meta(ge=0)] = 8192
 
 
 class InstanceGroup(_Base, frozen=True):

@@ -72,6 +72,7 @@ class LoadedModel:
             max_queue_size=config.effective_queue_policy.max_queue_size or default_max_queue_size,
             pad_values={t.name: t.pad_value for t in config.input if t.dynamic_axes},
             dynamic_outputs={t.name: t.dynamic_axes for t in config.output if t.dynamic_axes},
+            max_batch_tokens=db.max_batch_tokens if db else 0,
         )
         self.batcher = Batcher(
             f"{config.name}:{version}",

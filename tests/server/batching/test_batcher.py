@@ -299,3 +299,47 @@ def test_result_arriving_after_the_deadline_is_dropped():
         assert rec.ok == 0 and rec.expired == 1
 
     run(main())
+
+
+def test_batches_are_bounded_by_padded_tokens():
+    """Like text-embeddings-inference's max_batch_tokens: rows x the longest request of a batch
+    stays within the bound, requests of similar length go together, and a request longer than
+    the bound still runs, alone."""
+
+    async def main():
+        model = FakeModel(run_ms=lambda n: 20.0)
+        b, rec, blocker = await busy_batcher(
+            model,
+            max_batch_size=8,
+            max_queue_delay_us=1000,
+            pad_values={"x": -1.0},
+            dynamic_outputs={"y": (0,)},
+            max_batch_tokens=40,
+        )
+        # 4 short (10 tokens) and 2 long (30 tokens) requests, and one over the bound alone
+        lengths = [10, 30, 10, 10, 30, 10, 50]
+        envs = submit_all(b, [envelope(float(n), width=n) for n in lengths])
+        results = await asyncio.gather(*(e.future for e in envs))
+        await blocker.future
+        await b.close()
+        for batch in model.batches[1:]:
+            longest = max(batch)
+            assert len(batch) * longest <= 40 or len(batch) == 1, model.batches
+        assert sorted(map(sorted, model.batches[1:])) == [
+            [10.0, 10.0, 10.0, 10.0],
+            [30.0],
+            [30.0],
+            [50.0],
+        ]
+        for n, r in zip(lengths, results, strict=True):
+            assert r.outputs["y"].shape == (1, n)
+
+    run(main())
+
+
+def test_token_bound_is_off_for_models_without_padded_inputs():
+    from server.batching.batcher import BatchPolicy
+
+    assert BatchPolicy(max_batch_size=8, dynamic=True, max_batch_tokens=40).max_batch_tokens == 0
+    padded = BatchPolicy(max_batch_size=8, dynamic=True, pad_values={"x": 0}, max_batch_tokens=40)
+    assert padded.max_batch_tokens == 40
