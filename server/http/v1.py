@@ -67,7 +67,8 @@ async def _run(
 ) -> Response:
     """One shop request: admit, decode, budget, the pipeline named after the endpoint, encode."""
     arrival = time.monotonic_ns()
-    with admission.admit(f"/v1/{endpoint}", content_length(request.headers)):
+    full = pipelines.overloaded(endpoint)
+    with admission.admit(f"/v1/{endpoint}", content_length(request.headers), full):
         return await _admitted(request, pipelines, settings, endpoint, kind, arrival)
 
 

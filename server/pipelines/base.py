@@ -31,6 +31,10 @@ class InferModel(Protocol):
 
     def expected_ns(self, rows: int) -> int: ...
 
+    def is_overloaded(self) -> bool:
+        """Its queue is full (admission refuses the pipeline's requests before their body)."""
+        ...
+
     async def infer(
         self,
         inputs: dict[str, np.ndarray],

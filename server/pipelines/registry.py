@@ -136,5 +136,19 @@ class PipelineRegistry:
             raise ModelNotReady(f"pipeline '{name}' is a {entry.kind} pipeline, not {kind}")
         return entry.pipeline
 
+    def overloaded(self, name: str) -> bool:
+        """A model the pipeline calls has a full queue: its requests are refused (429) before
+        their body is read."""
+        entry = self.entries.get(name)
+        if entry is None or entry.pipeline is None:
+            return False  # answered 404/503 after decoding
+        for model in entry.models:
+            try:
+                if self.models.get_model(model).is_overloaded():
+                    return True
+            except ShopserveError:
+                continue
+        return False
+
     def ready(self) -> list[PipelineEntry]:
         return [e for e in self.entries.values() if e.state == "READY"]

@@ -316,3 +316,13 @@ def test_a_pipeline_that_is_not_there_is_404(tmp_path: Path):
         assert body["code"] == "not_ready"
         assert_error(c.get("/v1/nothing"), 404)
         assert_error(c.get("/v1/score"), 405)
+
+
+def test_a_full_model_queue_refuses_its_pipeline_before_the_body(v1, v1shop, monkeypatch):
+    monkeypatch.setattr(v1shop.models["risk"], "overloaded", True)
+    # the body is not even valid: it is never read
+    r = v1.post("/v1/score", content=b"{not json")
+    assert_error(r, 429, "queue is full")
+    assert r.headers["retry-after"] == "1"
+    # other pipelines still answer
+    assert v1.post("/v1/search", json={"query": "red mug"}).status_code == 200

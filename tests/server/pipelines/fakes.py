@@ -54,6 +54,7 @@ class FakeModel:
     version: int = 1
     delay_s: float = 0.0
     ns_per_row: int = 1000
+    overloaded: bool = False  # what `is_overloaded` reports (admission tests)
     gate: GateSummary | None = None
     name: str = field(init=False)
     calls: list[dict[str, np.ndarray]] = field(init=False, default_factory=list)
@@ -67,6 +68,9 @@ class FakeModel:
 
     def expected_ns(self, rows: int) -> int:
         return self.ns_per_row * rows
+
+    def is_overloaded(self) -> bool:
+        return self.overloaded
 
     async def infer(
         self,
