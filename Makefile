@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine that has only Python:
-#   make serve   create .venv, install, build the demo model repository if missing, serve on 127.0.0.1:8000
-#   make test    create .venv, install, run the whole suite
+#   make serve   create .venv, install from requirements.lock, build the model repository if missing, serve on 127.0.0.1:8000 (poll mode)
+#   make test    create .venv, install from requirements.lock, run the whole suite
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
