@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from dataclasses import fields
 
 from litestar import Litestar
 from litestar.datastructures import State
@@ -66,20 +66,13 @@ def create_app(
         try:
             yield
         finally:
-            app.state.draining = admission.draining = True
+            admission.draining = True  # the one draining flag: admission and readiness read it
             await poller.stop()
             await repository.close()
             log.info("drained")
 
     admission = Admission(settings, metrics)
     services = Services(settings, metrics, repository, pipelines, admission)
-    values: dict[str, Any] = {
-        "admission": admission,
-        "settings": settings,
-        "metrics": metrics,
-        "repository": repository,
-        "pipelines": pipelines,
-    }
     routes = [*V2_ROUTES, *V2_REPOSITORY_ROUTES, *V1_ROUTES, *(extra_routes or [])]
     for handler in routes:  # the OpenAPI document shows the one error body every route sends
         handler.responses = {**ERROR_RESPONSES, **(handler.responses or {})}
@@ -91,7 +84,10 @@ def create_app(
         before_send=[ResponseCounter(metrics)],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="shopserve", version=__version__, path="/docs"),
-        state=State({**values, "started": False, "draining": False}),
+        # the same objects on app.state, for tools and tests; handlers get them by injection
+        state=State(
+            {**{f.name: getattr(services, f.name) for f in fields(services)}, "started": False}
+        ),
     )
 
 

@@ -58,6 +58,8 @@ class LoadedModel:
         self.name = config.name
         self.version = version
         self.runner = runner
+        # what a V2 request may ask for: the config's outputs, else the graph's (read per request)
+        self.output_names = [t.name for t in config.output] or list(runner.output_names)
         self.stats = ModelStats(config.name, version, metrics)
         self.latency = LatencyModel()
         self._executor = ThreadPoolExecutor(
@@ -105,10 +107,6 @@ class LoadedModel:
     @property
     def max_batch_size(self) -> int:
         return self.config.max_batch_size
-
-    @property
-    def output_names(self) -> list[str]:
-        return [t.name for t in self.config.output] or list(self.runner.output_names)
 
     def expected_ns(self, rows: int) -> int:
         """Measured run time of a batch of `rows` (warm-up seeds it)."""

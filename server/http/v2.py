@@ -54,7 +54,7 @@ def live() -> Response:
 def ready(state: State, services: ServicesDep) -> Response:
     ok = (
         bool(state.get("started"))
-        and not state.get("draining")
+        and not services.admission.draining
         and is_ready(services.settings, services.repository, services.pipelines)
     )
     return json_response({"ready": ok}, 200 if ok else 503)
