@@ -1,9 +1,10 @@
 """Model cards (`card.json`, `card.md`) and the quality gates the export command enforces.
 
-Gates (issue 4): student >= 95% of the teacher's metric; quantized >= 99% of the student's (text
-embeddings: mean cosine >= 0.99); every variant beats the baseline; the served student is faster
-than the teacher at its endpoint's batch size on CPU. Latency is recorded in every run and gated
-only in full runs: timing tiny `--quick` models is noise.
+Gates judge what is served (issue 10): the served variant keeps >= 95% of the teacher's metric
+(>= 99% of the fp32 student when it is int8) and beats the baseline; the other rows are reported
+beside it, not gated; speed is gated only against a teacher timed in the same runtime. Latency is
+recorded in every run and gated only in full runs: timing tiny `--quick` models is noise.
+Metrics where lower is better (WAPE, pinball loss) pass `lower_is_better=True`.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ class Row:
     size_bytes: int | None = None
     latency_ms: dict[str, float | None] = field(default_factory=dict)
     note: str = ""
+    valid_metric: float | None = None  # the same metric on validation: what choices are made on
+    runtime: str = (
+        "onnxruntime"  # where latency_ms was measured (speed gates compare like runtimes)
+    )
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -67,42 +72,68 @@ class Rule:
 def _speed_rule(
     rows: dict[str, Row], served: str, batch_key: str, min_speedup: float, quick: bool
 ) -> Rule | None:
+    """Served variant against the teacher, only when both were timed in the same runtime."""
     t = rows.get("teacher")
     s = rows.get(served)
-    if t is None or s is None:
+    if t is None or s is None or t.runtime != s.runtime:
         return None
     tl, sl = t.latency_ms.get(batch_key), s.latency_ms.get(batch_key)
     if not tl or not sl:
         return None
     speedup = round(tl / sl, 3)
-    what = f"{served} speed-up over teacher at {batch_key} on CPU >= {min_speedup}x"
+    what = f"{served} speed-up over teacher at {batch_key} in {s.runtime} >= {min_speedup}x"
     if quick:
         what += " (recorded, not gated with --quick)"
     return Rule(what, speedup, min_speedup, speedup >= min_speedup, enforced=not quick)
 
 
-def _ratio_rule(rows: dict[str, Row], what: str, of: str, share: float) -> Rule | None:
+def _share(a: float, b: float, lower_is_better: bool) -> float:
+    """How much of `b`'s quality `a` keeps: a/b, or b/a when lower is better (WAPE, loss)."""
+    if lower_is_better:
+        return b / max(a, 1e-12)
+    return a / max(b, 1e-12)
+
+
+def _ratio_rule(
+    rows: dict[str, Row], what: str, of: str, share: float, lower: bool, enforced: bool = True
+) -> Rule | None:
     if what not in rows or of not in rows:
         return None
-    ratio = rows[what].metric / max(rows[of].metric, 1e-12)
-    return Rule(f"{what} metric >= {share:.0%} of {of}", round(ratio, 4), share, ratio >= share)
+    ratio = _share(rows[what].metric, rows[of].metric, lower)
+    kept = "quality" if lower else "metric"
+    return Rule(
+        f"{what} {kept} >= {share:.0%} of {of}"
+        + ("" if enforced else " (reported, not gated: not served)"),
+        round(ratio, 4),
+        share,
+        ratio >= share,
+        enforced=enforced,
+    )
 
 
-def _baseline_rules(rows: list[Row]) -> list[Rule]:
+def _baseline_rules(rows: list[Row], served: str, lower: bool) -> list[Rule]:
+    """The served variant must beat the baseline; the others are reported beside it."""
     base = next((r.metric for r in rows if r.variant == "baseline"), None)
     if base is None:
         return []
-    return [
-        Rule(f"{r.variant} beats baseline", round(r.metric, 4), round(base, 4), r.metric > base)
-        for r in rows
-        if r.variant != "baseline"
-    ]
+    out = []
+    for r in rows:
+        if r.variant == "baseline":
+            continue
+        beats = r.metric < base if lower else r.metric > base
+        gated = r.variant == served
+        what = f"{r.variant} beats baseline" + ("" if gated else " (reported, not gated)")
+        out.append(Rule(what, round(r.metric, 4), round(base, 4), beats, enforced=gated))
+    return out
 
 
-def gate_of(rules: list[Rule]) -> dict[str, Any]:
-    """The card's `gate` object: passed when every enforced rule passed."""
+def gate_of(rules: list[Rule], *, served: str = "student", tier: str = "full") -> dict[str, Any]:
+    """The card's `gate` object: passed when every enforced rule passed. `served` names the
+    variant in `model.onnx`; `tier` is "full" or "preview" (a small model served first)."""
     return {
         "passed": all(r.passed for r in rules if r.enforced),
+        "served": served,
+        "tier": tier,
         "rules": [asdict(r) for r in rules],
     }
 
@@ -111,33 +142,69 @@ def check_gates(
     rows: list[Row],
     *,
     served: str,
-    speed_batch: str,
-    min_speedup: float,
+    speed_batch: str | None,
+    min_speedup: float = 1.0,
     quick: bool,
     quant_rule: Rule | None = None,
+    lower_is_better: bool = False,
+    tier: str = "full",
 ) -> dict[str, Any]:
-    """The card's `gate` object. `served` is the variant the CPU endpoint loads."""
+    """The card's `gate` object, judging the variant that is served (issue 10):
+
+    - `served` keeps >= 95% of the teacher's metric;
+    - a quantized `served` keeps >= 99% of the fp32 student (or `quant_rule`, e.g. a cosine);
+    - `served` beats the baseline; every other row is compared too, reported, not gated;
+    - `served` is `min_speedup` x faster than the teacher at `speed_batch`, only when both were
+      timed in the same runtime (`Row.runtime`); pass `speed_batch=None` where no teacher runs
+      in the served runtime, and say so in the card;
+    - whether the teacher beats its student is reported (a student above its teacher means an
+      under-trained teacher: the card must explain it).
+    `lower_is_better` for error metrics (WAPE, pinball loss)."""
     by = {r.variant: r for r in rows}
-    quant = quant_rule or _ratio_rule(by, "student-int8", "student", 0.99)
+    lower = lower_is_better
+    quantized = served in ("student-int8", "student-fp16")
+    quant = quant_rule if quant_rule is not None and quantized else None
+    if quant is None:
+        quant = _ratio_rule(by, "student-int8", "student", 0.99, lower, enforced=quantized)
+    teacher_vs_student = None
+    if "teacher" in by and "student" in by:
+        t, s = by["teacher"].metric, by["student"].metric
+        ok = t <= s if lower else t >= s
+        teacher_vs_student = Rule(
+            "teacher at least as good as student (reported, not gated)",
+            round(t, 4),
+            round(s, 4),
+            ok,
+            enforced=False,
+        )
     rules = [
         r
-        for r in (_ratio_rule(by, "student", "teacher", 0.95), quant, *_baseline_rules(rows))
+        for r in (
+            _ratio_rule(by, served, "teacher", 0.95, lower),
+            quant,
+            *_baseline_rules(rows, served, lower),
+            teacher_vs_student,
+        )
         if r is not None
     ]
-    speed = _speed_rule(by, served, speed_batch, min_speedup, quick)
-    if speed is not None:
-        rules.append(speed)
-    return gate_of(rules)
+    if speed_batch is not None:
+        speed = _speed_rule(by, served, speed_batch, min_speedup, quick)
+        if speed is not None:
+            rules.append(speed)
+    return gate_of(rules, served=served, tier=tier)
 
 
-def served_variant(rows: list[Row], speed_batch: str) -> str:
-    """What the CPU endpoint loads: int8 when it keeps 99% of the student's metric and is faster
-    at `speed_batch`, else the fp32 student."""
+def served_variant(rows: list[Row], speed_batch: str, lower_is_better: bool = False) -> str:
+    """What the CPU endpoint loads, chosen on VALIDATION (`Row.valid_metric`), never on test:
+    int8 when it keeps 99% of the student's validation metric and is faster at `speed_batch`,
+    else the fp32 student."""
     by = {r.variant: r for r in rows}
     s, q = by["student"], by.get("student-int8")
     if q is None:
         return "student"
-    ok = q.metric >= 0.99 * s.metric
+    if s.valid_metric is None or q.valid_metric is None:
+        raise ValueError("served_variant needs valid_metric on the student rows (no test choices)")
+    ok = _share(q.valid_metric, s.valid_metric, lower_is_better) >= 0.99
     fast = q.latency_ms[speed_batch] < s.latency_ms[speed_batch]
     return "student-int8" if ok and fast else "student"
 
@@ -216,7 +283,9 @@ class Card:
         cmd = self.extra.get("command", "")
         return (
             f"# {self.model}\n\n{self.task}\n\nData: {ds['name']}, {ds['rows']:,} rows; split: {ds['split']}\n\n"
-            f"{self.table()}\n\nGate: {'passed' if self.gate['passed'] else 'FAILED'}\n\n{self.gate_lines()}\n\n"
+            f"{self.table()}\n\nServed variant: {self.gate.get('served', 'student')}"
+            f" ({self.gate.get('tier', 'full')} tier)\n\n"
+            f"Gate: {'passed' if self.gate['passed'] else 'FAILED'}\n\n{self.gate_lines()}\n\n"
             + (f"Produced by: `{cmd}`\n" if cmd else "")
         )
 

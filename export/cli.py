@@ -13,23 +13,23 @@ from pathlib import Path
 __all__ = ["main"]
 
 # family -> (module, function, repository folders it publishes: models and pipelines); `all` runs
-# them in this order (the ranker reads the recommender's retrieval model, so it comes after it)
+# them in this order (the ranker reads the recommender's retrieval model, so it comes after it;
+# the score pipeline of each risk family is its own folder, /v1/score picks one by `task`)
 FAMILIES = {
     "risk": ("export.risk", "export_risk", ["risk", "score"]),
+    "cancellation_risk": (
+        "export.cancellation",
+        "export_cancellation_risk",
+        ["cancellation_risk", "score_cancellation"],
+    ),
     "recommender": ("export.recommender", "export_recommender", ["query_encoder", "recommend"]),
+    "ranker": ("export.ranker", "export_ranker", ["ranker"]),
     "text": (
         "export.text",
         "export_text",
-        [
-            "classify_sentiment",
-            "classify_recommended",
-            "classify_department",
-            "classify",
-            "search_encoder",
-            "search",
-        ],
+        ["classify_sentiment", "classify_recommended", "classify_department", "classify"],
     ),
-    "ranker": ("export.ranker", "export_ranker", ["ranker"]),
+    "search": ("export.search", "export_search", ["search_encoder", "search"]),
 }
 
 
@@ -60,6 +60,12 @@ def _family_parser(name: str) -> argparse.ArgumentParser:
         "--allow-regression", action="store_true", help="publish even if a quality gate fails"
     )
     p.add_argument("--force", action="store_true", help="rebuild models already in the repository")
+    p.add_argument(
+        "--tier",
+        choices=["preview", "full"],
+        default="full",
+        help="preview: small models trained in a minute or two, served until the full tier lands",
+    )
     return p
 
 
@@ -92,6 +98,7 @@ def _options(name: str, argv: list[str]):
         seed=args.seed,
         device=args.device,
         allow_regression=args.allow_regression,
+        tier=args.tier,
         command="shopserve export " + " ".join(shlex.quote(a) for a in [name, *argv]),
     )
     return opts, args.force
@@ -100,10 +107,10 @@ def _options(name: str, argv: list[str]):
 def _build(fam: str, opts, force: bool) -> str | None:
     """Build one family unless its folders are all published; the gate failure, if any."""
     from export.card import ExportError
-    from export.repository import is_done
+    from export.repository import is_done, publish_batch
 
     module, func, folders = FAMILIES[fam]
-    if not force and is_done(opts.out, folders):
+    if not force and is_done(opts.out, folders, "full" if opts.quick else opts.tier):
         opts.log(
             f"[{fam}] already in {opts.out} ({', '.join(folders)}): kept (use --force to rebuild)"
         )
@@ -112,7 +119,8 @@ def _build(fam: str, opts, force: bool) -> str | None:
     opts.log(f"[{fam}] building ...")
     failure = None
     try:
-        getattr(importlib.import_module(module), func)(opts)
+        with publish_batch(opts.out):  # a family's folders land together
+            getattr(importlib.import_module(module), func)(opts)
     except ExportError as e:
         failure = str(e)
         opts.log(failure)

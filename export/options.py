@@ -19,14 +19,19 @@ class ExportOptions:
     seed: int = 0
     device: str = "cpu"
     allow_regression: bool = False
+    tier: str = "full"  # "preview": small models that answer within minutes; "full": the real ones
     command: str = ""
     summary: list[dict] = field(default_factory=list)
 
     @property
     def cache(self) -> Path:
-        d = self.out / CACHE / ("quick" if self.quick else "full") / f"seed{self.seed}"
+        d = self.out / CACHE / ("quick" if self.quick else self.tier) / f"seed{self.seed}"
         d.mkdir(parents=True, exist_ok=True)
         return d
+
+    @property
+    def preview(self) -> bool:
+        return self.tier == "preview" and not self.quick
 
     def log(self, msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)

@@ -8,19 +8,27 @@ model, and an interrupted `export all` resumes from the models already in place.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from server.contract.layout import PUBLISHING
 from server.contract.model_config import CONFIG_FILE, ModelConfig, decode_config, encode_config
 from server.contract.pipelines import PIPELINE_FILE, PipelineSpec, encode_pipeline_spec
 
-__all__ = ["ModelFolder", "is_done", "staging_dir"]
+__all__ = ["PUBLISHING", "ModelFolder", "is_done", "publish_batch", "staging_dir"]
 
 STAGING = ".staging"
 CACHE = ".export-cache"
+
+_batch: ContextVar[list[ModelFolder] | None] = ContextVar("publish_batch", default=None)
+TIERS = ("preview", "full")
 
 
 def staging_dir(out: Path, name: str) -> Path:
@@ -31,13 +39,46 @@ def staging_dir(out: Path, name: str) -> Path:
     return d
 
 
-def is_done(out: Path, names: list[str]) -> bool:
-    """Every named folder published: a model with its config and card, or a pipeline."""
-    return all(
-        ((out / n / CONFIG_FILE).exists() and (out / n / "card.json").exists())
-        or (out / n / PIPELINE_FILE).exists()
-        for n in names
-    )
+def _tier(folder: Path) -> str:
+    try:
+        return json.loads((folder / "card.json").read_text())["gate"].get("tier", "full")
+    except (OSError, ValueError, KeyError):
+        return "missing"
+
+
+def is_done(out: Path, names: list[str], tier: str = "full") -> bool:
+    """Every named folder published: each model with its config and a card of `tier` or better
+    (a preview does not count for a full build), and each pipeline."""
+    want = TIERS.index(tier)
+    for n in names:
+        if (out / n / PIPELINE_FILE).exists():
+            continue
+        if not (out / n / CONFIG_FILE).exists():
+            return False
+        got = _tier(out / n)
+        if got not in TIERS or TIERS.index(got) < want:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def publish_batch(out: Path) -> Iterator[None]:
+    """Folders published inside this block are moved in together when it ends (also when a gate
+    failed for some of them: those never reached publish), under `out/.publishing`."""
+    pending: list[ModelFolder] = []
+    token = _batch.set(pending)
+    try:
+        yield
+    finally:
+        _batch.reset(token)
+        if pending:
+            marker = out / PUBLISHING
+            marker.write_text(str(os.getpid()))
+            try:
+                for folder in pending:
+                    folder.move_in()
+            finally:
+                marker.unlink(missing_ok=True)
 
 
 @dataclass
@@ -69,8 +110,21 @@ class ModelFolder:
         (self.dir / rel).write_text(json.dumps(obj, indent=2) + "\n")
 
     def publish(self) -> Path:
+        """Move the folder into the repository now, or at the end of the `publish_batch`."""
+        pending = _batch.get()
+        if pending is not None:
+            pending.append(self)
+            return self.out / self.name
+        return self.move_in()
+
+    def move_in(self) -> Path:
         final = self.out / self.name
+        old = self.out / STAGING / f"{self.name}.old"
+        if old.exists():
+            shutil.rmtree(old)
         if final.exists():
-            shutil.rmtree(final)
-        shutil.move(str(self.dir), str(final))
+            final.rename(old)  # two renames: the folder is missing for microseconds, never partial
+        self.dir.rename(final)
+        if old.exists():
+            shutil.rmtree(old)
         return final

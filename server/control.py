@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from pathlib import Path
 
-from server.contract.layout import model_folders, pipeline_folders
+from server.contract.layout import PUBLISHING, model_folders, pipeline_folders
 from server.engine.repository import ModelRepository
 from server.pipelines.registry import PipelineRegistry
 from server.settings import Settings
@@ -47,6 +48,17 @@ def _signature(folder: Path) -> tuple:
     return tuple(out)
 
 
+STALE_PUBLISHING_S = 600.0  # a marker older than this was left by a killed export: ignore it
+
+
+def _publishing(root: Path) -> bool:
+    try:
+        age = time.time() - (root / PUBLISHING).stat().st_mtime
+    except OSError:
+        return False
+    return age < STALE_PUBLISHING_S
+
+
 class RepositoryPoller:
     """Every `repository_poll_secs`: load new or changed models and pipelines, unload removed ones
     (a folder must be missing on two scans in a row: publishing replaces a folder by a rename)."""
@@ -82,6 +94,9 @@ class RepositoryPoller:
                 log.exception("repository poll failed")
 
     async def poll(self) -> None:
+        if _publishing(self.root):
+            log.info("repository poll: a publish is under way (%s); next scan", PUBLISHING)
+            return
         models, pipes = model_folders(self.root), pipeline_folders(self.root)
         current = {n: await asyncio.to_thread(_signature, self.root / n) for n in [*models, *pipes]}
         for name, sig in current.items():

@@ -7,6 +7,7 @@ The rest of the card (data, metrics per variant, latency) is for people; the ser
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
@@ -26,10 +27,31 @@ class GateRule(msgspec.Struct, frozen=True):
 class GateSummary(msgspec.Struct, frozen=True):
     passed: bool
     rules: list[GateRule] = []
+    served: str = "student"  # the card's variant in model.onnx
+    tier: Literal["full", "preview"] = "full"  # preview: a small model served until the full one
 
     @property
     def failed(self) -> list[str]:
         return [r.rule for r in self.rules if r.enforced and not r.passed]
+
+    @property
+    def warnings(self) -> list[str]:
+        """What a client is told in every `/v1` answer that used this model."""
+        out = []
+        if self.tier == "preview":
+            out.append("preview model")
+        if not self.passed:
+            out.append("failed its quality gate: " + "; ".join(self.failed))
+        return out
+
+    def as_parameters(self) -> dict[str, str]:
+        """The verdict as string parameters (V2 metadata/config, gRPC ModelConfig)."""
+        return {
+            "gate": "passed" if self.passed else "failed",
+            "gate_failed_rules": "; ".join(self.failed),
+            "served_variant": self.served,
+            "tier": self.tier,
+        }
 
 
 class _Card(msgspec.Struct, frozen=True):  # unknown fields allowed: the card is mostly for people

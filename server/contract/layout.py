@@ -6,7 +6,17 @@ from pathlib import Path
 
 from server.contract.pipelines import PIPELINE_FILE
 
-__all__ = ["model_folders", "pipeline_folders", "relative_to_repository", "version_folders"]
+__all__ = [
+    "PUBLISHING",
+    "model_folders",
+    "pipeline_folders",
+    "relative_to_repository",
+    "version_folders",
+]
+
+# present while `shopserve export` moves a family's folders in: a polling server skips that scan,
+# so it sees a new query encoder and the item embeddings made for it in the same scan
+PUBLISHING = ".publishing"
 
 
 def _folders(root: Path) -> list[Path]:

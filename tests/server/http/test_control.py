@@ -11,6 +11,7 @@ import pytest
 from litestar.testing import TestClient
 
 from server.app import create_app
+from server.contract.layout import PUBLISHING
 from server.control import RepositoryPoller
 from server.engine.repository import ModelRepository
 from server.main import _open_admin
@@ -90,6 +91,28 @@ def test_poller_follows_the_repository(repo_copy):
         assert repo.get("mlp2").version == 1
         await poller.poll()  # gone twice: unloaded
         assert repo.entries["mlp2"].state == "UNAVAILABLE"
+        await repo.close()
+
+    asyncio.run(main())
+
+
+def test_poller_waits_while_a_family_is_being_published(repo_copy):
+    """export moves a family's folders in under `.publishing`: the scan waits for all of them."""
+
+    async def main() -> None:
+        repo = ModelRepository(repo_copy)
+        poller = RepositoryPoller(repo, PipelineRegistry(repo_copy, repo))
+        await repo.load_all(["mlp"])
+        poller.remember()
+        (repo_copy / PUBLISHING).write_text("1")
+        shutil.copytree(repo_copy / "mlp", repo_copy / "mlp2")
+        cfg = repo_copy / "mlp2" / "config.toml"
+        cfg.write_text(cfg.read_text().replace('name = "mlp"', 'name = "mlp2"'))
+        await poller.poll()
+        assert "mlp2" not in repo.entries
+        (repo_copy / PUBLISHING).unlink()
+        await poller.poll()
+        assert repo.get("mlp2").version == 1
         await repo.close()
 
     asyncio.run(main())
