@@ -235,8 +235,9 @@ def load_config(path: Path) -> ModelConfig:
     return decode_config(path.read_bytes())
 
 
-def triton_config(config: ModelConfig) -> dict[str, Any]:
-    """Triton's JSON model configuration (what `perf_analyzer` and tritonclient read)."""
+def triton_config(config: ModelConfig, verdict: dict[str, str] | None = None) -> dict[str, Any]:
+    """Triton's JSON model configuration (what `perf_analyzer` and tritonclient read); `verdict`
+    (the card's gate as strings) joins the notes in `parameters`, as gRPC's ModelConfig carries."""
 
     def tensor(t: TensorConfig) -> dict[str, Any]:
         return {"name": t.name, "data_type": t.data_type, "dims": list(t.dims)}
@@ -258,7 +259,9 @@ def triton_config(config: ModelConfig) -> dict[str, Any]:
         "default_model_filename": config.default_model_filename,
         "version_policy": msgspec.to_builtins(config.version_policy)
         or {"latest": {"num_versions": 1}},
-        "parameters": {k: {"string_value": v} for k, v in config.parameters.items()},
+        "parameters": {
+            k: {"string_value": v} for k, v in {**config.parameters, **(verdict or {})}.items()
+        },
     }
     db = config.dynamic_batching
     if db is not None:

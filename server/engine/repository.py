@@ -238,7 +238,16 @@ class ModelRepository:
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise ModelLoadError(f"{folder / 'card.json'}: invalid gate: {exc}") from None
         if gate is not None and not gate.passed:
-            log.warning("model %s failed its quality gate: %s", folder.name, gate.failed)
+            log.warning(
+                "model %s was published with a failed quality gate (--allow-regression): %s; "
+                "every /v1 answer that uses it says so under `warnings`",
+                folder.name,
+                gate.failed,
+            )
+        elif gate is not None and gate.tier == "preview":
+            log.warning(
+                "model %s is a preview model: served until its full tier lands", folder.name
+            )
         return gate
 
     def _build_version(

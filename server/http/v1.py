@@ -89,9 +89,11 @@ async def _admitted(
         request_id_of(request),
     )
     pipeline = pipelines.get(endpoint, endpoint)
-    return _respond(
-        await until_disconnect(request, _within(pipeline.run(req, budget), budget)), budget
-    )
+    answer = await until_disconnect(request, _within(pipeline.run(req, budget), budget))
+    warnings = pipelines.warnings_for(answer.model_versions)
+    if warnings:  # every answer that used a regressed or preview model says so
+        answer = msgspec.structs.replace(answer, warnings=warnings)
+    return _respond(answer, budget)
 
 
 async def _within(work: Awaitable[T], budget: Budget) -> T:

@@ -27,7 +27,14 @@ from server.http.responses import request_id_of
 from server.http.v2_codec import decode_infer_request, decode_inputs, encode_infer_response
 from server.schemas.v2 import InferRequest
 
-__all__ = ["V2_ROUTES", "json_response"]
+__all__ = [
+    "EXTENSIONS",
+    "V2_ROUTES",
+    "config_body",
+    "json_response",
+    "metadata_body",
+    "wanted_outputs",
+]
 
 _encoder = msgspec.json.Encoder()
 EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics", "model_configuration"]
@@ -68,21 +75,37 @@ def server_metadata() -> Response:
 # -- model metadata, readiness, config ----------------------------------------------------------
 
 
-def _metadata(repository: ModelRepository, name: str, version: str | None) -> Response:
-    cfg = repository.get(name, version).config
+def _verdict(model: LoadedModel) -> dict[str, str] | None:
+    """The card's gate as string parameters; None for a model without a card."""
+    return model.gate.as_parameters() if model.gate is not None else None
+
+
+def metadata_body(repository: ModelRepository, name: str, version: str | None) -> dict[str, Any]:
+    """A model's V2 metadata (REST and gRPC): the batch dim, when batched, is -1; `parameters`
+    holds the card's gate verdict (REST only: gRPC's metadata message has no such field, its
+    ModelConfig carries the verdict)."""
+    model = repository.get(name, version)
+    cfg = model.config
     batch = [-1] if cfg.max_batch_size > 0 else []
 
     def tensors(ts: list[TensorConfig]) -> list[dict[str, Any]]:
         return [{"name": t.name, "datatype": t.datatype, "shape": batch + list(t.dims)} for t in ts]
 
-    body = {
+    body: dict[str, Any] = {
         "name": name,
         "versions": [str(v) for v in sorted(repository.entry(name).versions)],
         "platform": cfg.platform,
         "inputs": tensors(cfg.input),
         "outputs": tensors(cfg.output),
     }
-    return json_response(body)
+    verdict = _verdict(model)
+    if verdict is not None:
+        body["parameters"] = verdict
+    return body
+
+
+def _metadata(repository: ModelRepository, name: str, version: str | None) -> Response:
+    return json_response(metadata_body(repository, name, version))
 
 
 @get("/v2/models/{model_name:str}", sync_to_thread=False)
@@ -111,19 +134,29 @@ def model_version_ready(
     return json_response({"name": model_name, "version": model_version, "ready": True})
 
 
+def config_body(repository: ModelRepository, name: str, version: str | None) -> dict[str, Any]:
+    """A model's Triton config (REST and gRPC); without a version, the config as read even when
+    no version is served."""
+    if version in (None, ""):
+        entry = repository.entry(name)
+        if entry.config is None:
+            raise ModelNotReady(f"model '{name}' has no valid config: {entry.reason}")
+        latest = entry.versions[max(entry.versions)] if entry.versions else None
+        return triton_config(entry.config, _verdict(latest) if latest is not None else None)
+    model = repository.get(name, version)
+    return triton_config(model.config, _verdict(model))
+
+
 @get("/v2/models/{model_name:str}/config", sync_to_thread=False)
 def model_config(services: ServicesDep, model_name: FromPath[str]) -> Response:
-    entry = services.repository.entry(model_name)
-    if entry.config is None:
-        raise ModelNotReady(f"model '{model_name}' has no valid config: {entry.reason}")
-    return json_response(triton_config(entry.config))
+    return json_response(config_body(services.repository, model_name, None))
 
 
 @get("/v2/models/{model_name:str}/versions/{model_version:str}/config", sync_to_thread=False)
 def model_version_config(
     services: ServicesDep, model_name: FromPath[str], model_version: FromPath[str]
 ) -> Response:
-    return json_response(triton_config(services.repository.get(model_name, model_version).config))
+    return json_response(config_body(services.repository, model_name, model_version))
 
 
 # -- inference ----------------------------------------------------------------------------------
@@ -136,15 +169,15 @@ def _binary_outputs(req: InferRequest, known: list[str]) -> set[str]:
     return {o.name for o in req.outputs if o.parameters.get("binary_data", all_binary)}
 
 
-def _wanted_outputs(req: InferRequest, model: LoadedModel) -> list[str]:
+def wanted_outputs(names: list[str], model: LoadedModel) -> list[str]:
+    """The outputs a request names (REST and gRPC), refusing unknown ones; [] means all."""
     known = model.output_names
-    wanted = [o.name for o in req.outputs]
-    unknown = sorted(set(wanted) - set(known))
+    unknown = sorted(set(names) - set(known))
     if unknown:
         raise BadRequest(
             f"outputs: unknown output(s) {unknown} for model '{model.name}'; it has {sorted(known)}"
         )
-    return wanted
+    return names
 
 
 async def _infer(request: Request, services: Services, name: str, version: str | None) -> Response:
@@ -171,7 +204,7 @@ async def _admitted(
     req, binary = decode_infer_request(body, headers.get("inference-header-content-length"))
     inputs = decode_inputs(req, binary, services.settings.limits)
     timeout_us = v2_timeout_us(req.parameters, headers.get(TIMEOUT_HEADER))
-    wanted = _wanted_outputs(req, model)
+    wanted = wanted_outputs([o.name for o in req.outputs], model)
     deadline = model.deadline(arrival, timeout_us)
     result = await until_disconnect(
         request, model.infer(inputs, deadline_ns=deadline, request_id=rid)

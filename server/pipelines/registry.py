@@ -150,5 +150,18 @@ class PipelineRegistry:
                 continue
         return False
 
+    def warnings_for(self, used: dict[str, str]) -> list[str]:
+        """What an answer that used these models must tell its client: a model published with
+        a failed gate, or a preview model (its card's gate)."""
+        out: list[str] = []
+        for name in used:
+            try:
+                gate = getattr(self.models.get_model(name), "gate", None)
+            except ShopserveError:
+                continue  # the pipeline's own name, or a model gone since
+            if gate is not None:
+                out.extend(f"{name}: {w}" for w in gate.warnings)
+        return out
+
     def ready(self) -> list[PipelineEntry]:
         return [e for e in self.entries.values() if e.state == "READY"]

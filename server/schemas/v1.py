@@ -89,6 +89,7 @@ class ScoreResponse(_Out):
     base: float
     explanation: list[Contribution]
     model_versions: dict[str, str]
+    warnings: list[str] = []  # a model that failed its gate or is a preview (issue 10)
 
 
 # -- classify -------------------------------------------------------------------------------------
@@ -110,6 +111,7 @@ class ClassifyResult(_Out):
 class ClassifyResponse(_Out):
     results: list[ClassifyResult]
     model_versions: dict[str, str]
+    warnings: list[str] = []  # a model that failed its gate or is a preview (issue 10)
 
 
 # -- search and recommend -----------------------------------------------------------------------
@@ -138,6 +140,7 @@ class SearchResponse(_Out):
     items: list[Item]
     degraded: bool
     model_versions: dict[str, str]
+    warnings: list[str] = []  # a model that failed its gate or is a preview (issue 10)
 
 
 class RecommendFilters(_In):
@@ -159,6 +162,7 @@ class RecommendResponse(_Out):
     degraded: bool
     ignored_items: list[str]
     model_versions: dict[str, str]
+    warnings: list[str] = []  # a model that failed its gate or is a preview (issue 10)
 
 
 # -- the pipelines' own listing -------------------------------------------------------------------

@@ -12,7 +12,15 @@ from tests.server.pipelines.shop import SESSION
 # a loaded test machine must not turn into 504s; budgets are tested with explicit small values
 GENEROUS = {"recommend": 5000.0, "search": 5000.0, "classify": 5000.0, "score": 5000.0}
 
-SCORE_FIELDS = {"probability", "label", "threshold", "base", "explanation", "model_versions"}
+SCORE_FIELDS = {
+    "probability",
+    "label",
+    "threshold",
+    "base",
+    "explanation",
+    "model_versions",
+    "warnings",
+}
 TASK_LABELS = {
     "sentiment": {"negative", "neutral", "positive"},
     "recommended": {"yes", "no"},
