@@ -9,6 +9,7 @@ PIP    := $(VENV)/bin/pip
 REPO   ?= model_repository
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+GRPC_PORT ?= 8001
 
 .PHONY: serve full test lint typecheck bench clean lock
 
@@ -46,7 +47,7 @@ serve: $(VENV)/.installed $(REPO)/.preview
 			&& touch $(REPO)/.complete ) | sed -u 's/^/[full build] /' & \
 	fi; \
 	SHOPSERVE_MODEL_CONTROL_MODE=$${SHOPSERVE_MODEL_CONTROL_MODE:-poll} $(VENV)/bin/shopserve serve \
-		--model-repository $(REPO) --host $(HOST) --port $(PORT)
+		--model-repository $(REPO) --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT)
 
 # the full tier in the foreground (what `make serve` runs in the background)
 full: $(VENV)/.installed $(REPO)/.preview
@@ -58,6 +59,11 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check server kernels export bench loadtests tests
 	$(VENV)/bin/ruff format --check server kernels export bench loadtests tests
+
+# the V2 gRPC messages (server/grpc/shopserve_inference_pb2.py[i]) from their .proto, with
+# grpcio-tools; commit the result (tests/server/grpc/test_proto.py checks it is current)
+proto: $(VENV)/.installed
+	$(PY) -m server.grpc.generate
 
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy

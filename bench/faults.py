@@ -219,7 +219,7 @@ def _server(repo: Path, env: dict[str, str], log: Path):
 
     port = free_port()
     cmd = [sys.executable, "-m", "server", "serve", "--model-repository", str(repo)]
-    cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--grpc-port", "0"]
     full = {"SHOPSERVE_DEVICE": "cpu", "SHOPSERVE_LOG_LEVEL": "warning", **env}
     proc = ServerProcess(cmd, cpu=None, env=full, log_path=log)
     base = f"http://127.0.0.1:{port}"

@@ -3,7 +3,9 @@
 At concurrency 1, 8 and 64 over loopback, in one run, for the small MLP and a MiniLM-sized
 encoder, it measures `direct` (the ORT session in-process), `noop` (shopserve's stack answering a
 no-model route: the HTTP floor), `unbatched` and `batched` (shopserve with dynamic batching off
-and on) and `litserve` (the same ONNX model behind LitServe with its batching on, set like ours).
+and on), `grpc` (the batched model over shopserve's V2 gRPC endpoint, driven by perf_analyzer
+-i grpc or a tritonclient.grpc loop: bench/server_grpc.py) and `litserve` (the same ONNX model
+behind LitServe with its batching on, set like ours).
 Every server runs pinned to one core (`--server-cpu`), wrk to another (`--client-cpu`). All
 servers are started first; then for each (model, concurrency) the variants run back to back, each
 a warm-up wrk run and then a measured one, so background load weighs on a cell's variants alike. Prints one table (rows, ratios, targets met or not)
@@ -24,6 +26,7 @@ from contextlib import ExitStack, suppress
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from bench.server_grpc import grpc_load_generator, run_client_loop, run_perf_analyzer_grpc
 from bench.server_models import MODELS, build_bench_repository, encoder_available
 from bench.server_procs import ServerProcess, core_busy_s, free_port, load_snapshot
 from bench.server_report import VARIANTS, evaluate_targets, format_table, ratios
@@ -48,6 +51,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--client-cpu", type=int, default=1)
     p.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
+    p.add_argument(
+        "--grpc-client",
+        choices=("auto", "perf_analyzer", "loop"),
+        default="auto",
+        help="the gRPC row's load generator (auto: perf_analyzer when it can be had)",
+    )
     args = p.parse_args(argv)
     args.models = [m for m in args.models.split(",") if m]
     args.variants = [v for v in args.variants.split(",") if v]
@@ -71,7 +80,8 @@ def _v2_body(key: str) -> bytes:
 
 
 class _Bench:
-    def __init__(self, args: argparse.Namespace, workdir: Path, wrk: str) -> None:
+    def __init__(self, args: argparse.Namespace, workdir: Path, wrk: str, pa=None) -> None:
+        self.pa = pa  # perf_analyzer for the gRPC row; None: the tritonclient loop
         self.args = args
         self.workdir = workdir
         self.wrk = wrk
@@ -124,6 +134,30 @@ class _Bench:
             "req_per_server_cpu_s": res.rps * res.duration_s / srv if srv > 0 else None,
         }
         self._record(model, variant, c, res.rps, res.p50_ms, res.p99_ms, meta)
+
+    def grpc_cell(self, server: ServerProcess, model: str, url: str, c: int) -> None:
+        """The gRPC row. CPU shares are over the client's whole run (perf_analyzer's start and
+        windows; the loop's start, warm-up and measure), so they run a little low."""
+        a = self.args
+        cores = (a.server_cpu, a.client_cpu)
+        srv0, busy0, t0 = server.cpu_s(), core_busy_s(cores), time.monotonic()
+        if self.pa is not None:
+            res = run_perf_analyzer_grpc(self.pa, url, MODELS[model], c, a.measure_s, a.client_cpu)
+        else:
+            res = run_client_loop(url, model, c, a.warm_s, a.measure_s, a.client_cpu)
+        wall = time.monotonic() - t0
+        srv, busy = server.cpu_s() - srv0, core_busy_s(cores) - busy0
+        pct = 100.0 / wall
+        meta = {
+            "errors": res.errors,
+            "requests": res.requests,
+            "client": "perf_analyzer" if self.pa is not None else "tritonclient.grpc.aio",
+            "server_cpu_pct": srv * pct,
+            "client_cpu_pct": res.cpu_s * pct,
+            "other_cpu_pct": max(0.0, busy - srv - res.cpu_s) * pct,
+            "req_per_server_cpu_s": res.rps * wall / srv if srv > 0 else None,
+        }
+        self._record(model, "grpc", c, res.rps, res.p50_ms, res.p99_ms, meta)
 
     def _direct(self, model: str, onnx_path: Path, c: int, rows: int, warm_s: float,
                 measure_s: float) -> dict:  # fmt: skip
@@ -200,10 +234,10 @@ def _start_servers(args: argparse.Namespace, workdir: Path, repo: Path,
             {"SHOPSERVE_LOG_LEVEL": "warning"}))  # fmt: skip
         for key in a.models:
             urls[(key, "noop")] = (srv, f"{host}:{port}/v2/models/{key}/noop")
-    if {"unbatched", "batched"} & set(a.variants):
-        port = free_port()
+    if {"unbatched", "batched", "grpc"} & set(a.variants):
+        port, grpc_port = free_port(), free_port() if "grpc" in a.variants else 0
         cmd = [py, "-m", "server", "serve", "--model-repository", str(repo),
-               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+               "--host", "127.0.0.1", "--port", str(port), "--grpc-port", str(grpc_port)]  # fmt: skip
         srv = stack.enter_context(_start(
             cmd, f"{host}:{port}/v2/health/ready", a.server_cpu, workdir / "shopserve.log",
             {"SHOPSERVE_DEVICE": "cpu", "SHOPSERVE_LOG_LEVEL": "warning"}))  # fmt: skip
@@ -211,6 +245,7 @@ def _start_servers(args: argparse.Namespace, workdir: Path, repo: Path,
             name = MODELS[key].name
             urls[(key, "batched")] = (srv, f"{host}:{port}/v2/models/{name}/infer")
             urls[(key, "unbatched")] = (srv, f"{host}:{port}/v2/models/{name}_unbatched/infer")
+            urls[(key, "grpc")] = (srv, f"127.0.0.1:{grpc_port}")
     if "litserve" in a.variants:
         for key in a.models:
             m, port = MODELS[key], free_port()
@@ -239,6 +274,9 @@ def _run(args: argparse.Namespace, bench: _Bench, repo: Path) -> None:
                         continue
                     if variant == "direct":
                         bench.direct_cell(key, onnx_path, c)
+                    elif variant == "grpc":
+                        srv, url = urls[(key, variant)]
+                        bench.grpc_cell(srv, key, url, c)
                     else:
                         srv, url = urls[(key, variant)]
                         bench.http_cell(srv, variant, key, url, c)
@@ -253,6 +291,8 @@ def _versions() -> dict[str, str]:
         "httptools",
         "uvloop",
         "litserve",
+        "grpcio",
+        "tritonclient",
         "torch",
         "transformers",
     ):
@@ -276,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="shopserve-bench-") as tmp:
         workdir = Path(tmp)
         repo = build_bench_repository(workdir / "repository", args.models)
-        bench = _Bench(args, workdir, wrk)
+        bench = _Bench(args, workdir, wrk, grpc_load_generator(args))
         _run(args, bench, repo)
     after = load_snapshot(os.getpid())
     table = format_table(bench.rows, bench.cells)

@@ -7,7 +7,8 @@ into the project venv (it conflicts with the latest `tritonclient[http]` and Loc
 wheels are downloaded with `pip download --no-deps` and only the files needed are unpacked into a
 cache folder that ignores itself (`.cache/perf_analyzer/`).
 
-    python -m bench.server_perf_analyzer [--concurrency-range 1:4] [--measurement-interval 2000]
+    python -m bench.server_perf_analyzer [--protocol grpc] [--concurrency-range 1:4]
+        [--measurement-interval 2000]
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ def parse_throughputs(text: str) -> dict[int, float]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.server_perf_analyzer")
     p.add_argument("--model", default="mlp")
+    p.add_argument("--protocol", choices=("http", "grpc"), default="http")
     p.add_argument("--concurrency-range", default="1:2")
     p.add_argument("--measurement-interval", default="1000")
     p.add_argument("--server-cpu", type=int, default=None)
@@ -139,13 +141,14 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="shopserve-pa-") as tmp:
         repo = build_demo_repository(Path(tmp) / "repo")
-        port = free_port()
+        port, grpc_port = free_port(), free_port()
         cmd = [sys.executable, "-m", "server", "serve", "--model-repository", str(repo),
-               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+               "--host", "127.0.0.1", "--port", str(port), "--grpc-port", str(grpc_port)]  # fmt: skip
         env = {"SHOPSERVE_DEVICE": "cpu", "SHOPSERVE_LOG_LEVEL": "warning"}
         with ServerProcess(cmd, cpu=args.server_cpu, env=env, log_path=Path(tmp) / "s.log") as s:
             s.wait_ready(f"http://127.0.0.1:{port}/v2/health/ready")
-            pa_args = ["-m", args.model, "-u", f"127.0.0.1:{port}", "-i", "http",
+            url = f"127.0.0.1:{grpc_port if args.protocol == 'grpc' else port}"
+            pa_args = ["-m", args.model, "-u", url, "-i", args.protocol,
                        "--concurrency-range", args.concurrency_range,
                        "--measurement-interval", args.measurement_interval]  # fmt: skip
             res = pa.run(pa_args, timeout_s=300, cpu=args.client_cpu)

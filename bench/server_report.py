@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 __all__ = ["Target", "evaluate_targets", "format_table", "ratios"]
 
-VARIANTS = ("direct", "noop", "unbatched", "batched", "litserve")
+VARIANTS = ("direct", "noop", "unbatched", "batched", "grpc", "litserve")
 # batched / unbatched throughput wanted at concurrency 64, per model (issue 2, section 8)
 BATCH_GAIN = {"mlp": 1.3, "encoder": 2.0}
 LITSERVE_GAIN = 1.5

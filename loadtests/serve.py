@@ -20,8 +20,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve_command(repo: Path, port: int, extra_args: list[str] | None = None) -> list[str]:
-    """`python -m server serve` over `repo` on 127.0.0.1:`port`."""
+def serve_command(
+    repo: Path, port: int, extra_args: list[str] | None = None, grpc_port: int = 0
+) -> list[str]:
+    """`python -m server serve` over `repo` on 127.0.0.1:`port`; gRPC on `grpc_port`, none by
+    default (the server's default, 8001, would be shared by every server a run starts)."""
     return [
         sys.executable,
         "-m",
@@ -33,6 +36,8 @@ def serve_command(repo: Path, port: int, extra_args: list[str] | None = None) ->
         "127.0.0.1",
         "--port",
         str(port),
+        "--grpc-port",
+        str(grpc_port),
         *(extra_args or []),
     ]
 

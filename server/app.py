@@ -17,6 +17,7 @@ from litestar.openapi import OpenAPIConfig
 from server import __version__
 from server.control import RepositoryPoller, expected_models
 from server.engine.repository import ModelRepository
+from server.grpc.server import GrpcServer
 from server.http.admission import Admission
 from server.http.counting import ResponseCounter
 from server.http.deps import Services
@@ -39,9 +40,13 @@ def create_app(
     *,
     models: ModelSource | None = None,
     extra_routes: list | None = None,
+    serve_grpc: bool = False,
 ) -> Litestar:
     """The app over `settings.model_repository`. `models` replaces the engine as the pipelines'
-    model source (tests give a fake one, so /v1 runs without trained weights)."""
+    model source (tests give a fake one, so /v1 runs without trained weights). `serve_grpc`: the
+    lifespan also serves V2 gRPC on `settings.grpc_port` (0: not), on the same event loop;
+    `shopserve serve` asks for it, in-process tests that talk gRPC do (the others never bind
+    8001)."""
     metrics = Metrics()
     repository = ModelRepository(
         settings.repository_path,
@@ -62,17 +67,22 @@ def create_app(
         if settings.model_control_mode == "poll":
             poller.remember()
             poller.start(settings.repository_poll_secs)
-        app.state.started = True
         try:
+            if grpc_server is not None:
+                await grpc_server.start()  # a taken port fails the start, as uvicorn's does
+            app.state.started = True
             yield
         finally:
             admission.draining = True  # the one draining flag: admission and readiness read it
+            if grpc_server is not None:
+                await grpc_server.stop(settings.graceful_timeout_s)
             await poller.stop()
             await repository.close()
             log.info("drained")
 
     admission = Admission(settings, metrics)
     services = Services(settings, metrics, repository, pipelines, admission)
+    grpc_server = GrpcServer(services) if serve_grpc and settings.grpc_port else None
     routes = [*V2_ROUTES, *V2_REPOSITORY_ROUTES, *V1_ROUTES, *(extra_routes or [])]
     for handler in routes:  # the OpenAPI document shows the one error body every route sends
         handler.responses = {**ERROR_RESPONSES, **(handler.responses or {})}
@@ -86,7 +96,11 @@ def create_app(
         openapi_config=OpenAPIConfig(title="shopserve", version=__version__, path="/docs"),
         # the same objects on app.state, for tools and tests; handlers get them by injection
         state=State(
-            {**{f.name: getattr(services, f.name) for f in fields(services)}, "started": False}
+            {
+                **{f.name: getattr(services, f.name) for f in fields(services)},
+                "started": False,
+                "grpc": grpc_server,
+            }
         ),
     )
 

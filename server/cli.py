@@ -18,6 +18,9 @@ def _serve(argv: list[str]) -> int:
     parser.add_argument("--model-repository", type=Path, default=None)
     parser.add_argument("--host", default=None)
     parser.add_argument("--port", type=int, default=None)
+    parser.add_argument(
+        "--grpc-port", type=int, default=None, help="V2 gRPC port (default 8001; 0: no gRPC)"
+    )
     parser.add_argument("--config", type=Path, default=None, help="settings TOML file")
     parser.add_argument("--log-level", default=None)
     args = parser.parse_args(argv)
@@ -28,6 +31,7 @@ def _serve(argv: list[str]) -> int:
         model_repository=args.model_repository,
         host=args.host,
         port=args.port,
+        grpc_port=args.grpc_port,
         log_level=args.log_level,
     )
 

@@ -61,6 +61,7 @@ def run(
     model_repository: Path | None = None,
     host: str | None = None,
     port: int | None = None,
+    grpc_port: int | None = None,
     log_level: str | None = None,
 ) -> int:
     settings = load_settings(
@@ -68,6 +69,7 @@ def run(
         model_repository=model_repository,
         host=host,
         port=port,
+        grpc_port=grpc_port,
         log_level=log_level,
     )
     configure_logging(settings.log_level, settings.log_format)
@@ -81,7 +83,7 @@ def run(
             settings.host,
         )
         return 2
-    app = create_app(settings)
+    app = create_app(settings, serve_grpc=True)
     http: Any = settings.http
     if http == "httptools":
         from server.http.protocol import OneWriteHttpToolsProtocol

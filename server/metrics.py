@@ -88,7 +88,7 @@ class Metrics:
         self._timings(r, labels)
 
     def _timings(self, r: CollectorRegistry, labels: tuple[str, ...]) -> None:
-        """Queue depth, latency and batch-size distributions, isolations, and the HTTP series."""
+        """Queue depth, latency and batch-size distributions, isolations, the HTTP and gRPC series."""
         self.pending = Gauge(
             "shopserve_inference_pending_request_count",
             "Requests queued or running (nv_inference_pending_request_count)",
@@ -139,5 +139,11 @@ class Metrics:
             "shopserve_http_requests",
             "HTTP answers by route, status and error code ('ok' when not an error)",
             ("route", "status", "code"),
+            registry=r,
+        )
+        self.grpc_requests = Counter(
+            "shopserve_grpc_requests",
+            "gRPC answers by method, status code and error code ('ok' when not an error)",
+            ("method", "status", "code"),
             registry=r,
         )

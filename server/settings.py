@@ -34,6 +34,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     model_repository: str = "model_repository"
     host: str = "127.0.0.1"
     port: Annotated[int, Meta(ge=0, le=65535)] = 8000
+    # the V2 gRPC endpoint on `host` (8001, as Triton); 0: none. Bound without SO_REUSEPORT, so a
+    # port already taken fails the start instead of being shared silently
+    grpc_port: Annotated[int, Meta(ge=0, le=65535)] = 8001
     # bodies over this are refused with 413 before they are parsed
     max_body_bytes: Annotated[int, Meta(ge=1024)] = 64 * 1024 * 1024
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -91,6 +91,9 @@ ALLOWED = {
     "engine": {"server.batching", "server.runtime", "server.metrics"} | LEAVES,
     "pipelines": {"server.batching"} | LEAVES,
     "http": {"server.engine", "server.pipelines", "server.metrics", "server.control"} | LEAVES,
+    # V2 gRPC: a second transport over the REST layer's shared pieces (admission, the timeout
+    # rule, the codec's limits, metadata bodies), never around them to the engine's internals
+    "grpc": {"server.http", "server.metrics", "server.control"} | LEAVES,
 }
 
 

@@ -17,8 +17,10 @@ from server.schemas.v2 import InferRequest, InferRequestInput, infer_request_dec
 from server.settings import Limits
 
 __all__ = [
+    "decode_bytes_elements",
     "decode_infer_request",
     "decode_inputs",
+    "element_count",
     "encode_bytes_tensor",
     "encode_infer_response",
 ]
@@ -53,7 +55,9 @@ def decode_infer_request(body: bytes, header_length: str | None) -> tuple[InferR
     return req, rest
 
 
-def _decode_bytes_elements(buf: memoryview, count: int, where: str, limits: Limits) -> np.ndarray:
+def decode_bytes_elements(buf: memoryview, count: int, where: str, limits: Limits) -> np.ndarray:
+    """`count` BYTES elements, each a 4-byte little-endian length and its bytes (the binary
+    extension and gRPC's raw contents alike)."""
     if count > limits.max_bytes_elements:
         raise BadRequest(
             f"{where}: {count} BYTES elements exceed the limit of {limits.max_bytes_elements}"
@@ -139,7 +143,7 @@ def _decode_json_data(inp: InferRequestInput, count: int, where: str) -> np.ndar
     return arr.astype(dtype, copy=False)
 
 
-def _element_count(shape: list[int], where: str, limits: Limits) -> int:
+def element_count(shape: list[int], where: str, limits: Limits) -> int:
     """Elements of `shape`, refusing ranks and sizes over the limits before any allocation."""
     if len(shape) > limits.max_rank:
         raise BadRequest(f"{where}.shape: {len(shape)} dims exceed the limit of {limits.max_rank}")
@@ -170,7 +174,7 @@ def decode_inputs(
             raise BadRequest(f"{where}: input given twice")
         if inp.datatype not in V2_TO_NUMPY:
             raise BadRequest(f"{where}.datatype: unknown datatype '{inp.datatype}'")
-        count = _element_count(inp.shape, where, limits)
+        count = element_count(inp.shape, where, limits)
         size = inp.parameters.get("binary_data_size")
         if size is not None:
             if inp.data is not None:
@@ -187,7 +191,7 @@ def decode_inputs(
             chunk = binary[pos : pos + size]
             pos += size
             if inp.datatype == "BYTES":
-                flat = _decode_bytes_elements(chunk, count, where, limits)
+                flat = decode_bytes_elements(chunk, count, where, limits)
             else:
                 itemsize = v2_itemsize(inp.datatype)
                 if size != count * itemsize:

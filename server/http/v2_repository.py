@@ -16,7 +16,7 @@ from server.http.admin import check_admin
 from server.http.deps import ServicesDep
 from server.http.v2 import json_response
 
-__all__ = ["V2_REPOSITORY_ROUTES"]
+__all__ = ["V2_REPOSITORY_ROUTES", "stats_body"]
 
 
 async def _optional_json(request: Request) -> dict[str, Any]:
@@ -69,17 +69,24 @@ async def repository_unload(
     return json_response({})
 
 
-def _stats(repository: ModelRepository, name: str | None, version: str | None) -> Response:
+def stats_body(repository: ModelRepository, name: str | None, version: str | None) -> dict:
+    """Triton's statistics (REST and gRPC): every ready model, one model's versions, or one."""
     models: list[LoadedModel]
-    if name is None:
+    if not name:
         models = repository.ready_models()
-    elif version is None:
+    elif not version:
         models = list(repository.entry(name).versions.values())
         if not models:
             raise ModelNotReady(f"model '{name}' is not loaded")
     else:
+        if not version.isdigit():
+            raise ModelNotFound(f"unknown version '{version}' of model '{name}'")
         models = [repository.get(name, version)]
-    return json_response({"model_stats": [m.stats.as_triton() for m in models]})
+    return {"model_stats": [m.stats.as_triton() for m in models]}
+
+
+def _stats(repository: ModelRepository, name: str | None, version: str | None) -> Response:
+    return json_response(stats_body(repository, name, version))
 
 
 @get("/v2/models/stats", sync_to_thread=False)
@@ -96,8 +103,6 @@ def model_stats(services: ServicesDep, model_name: FromPath[str]) -> Response:
 def model_version_stats(
     services: ServicesDep, model_name: FromPath[str], model_version: FromPath[str]
 ) -> Response:
-    if not model_version.isdigit():
-        raise ModelNotFound(f"unknown version '{model_version}' of model '{model_name}'")
     return _stats(services.repository, model_name, model_version)
 
 

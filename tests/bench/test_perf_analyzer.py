@@ -1,5 +1,6 @@
 """Triton's `perf_analyzer` (the binary from the tritonclient 2.40 wheel) runs unchanged against
-shopserve started as a subprocess on a free loopback port with the demo repository."""
+shopserve started as a subprocess on a free loopback port with the demo repository, over HTTP
+and over gRPC (`-i grpc`)."""
 
 from __future__ import annotations
 
@@ -28,14 +29,14 @@ def server(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("pa")
     repo = build_demo_repository(tmp / "repo")
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     cmd = [sys.executable, "-m", "server", "serve", "--model-repository", str(repo),
-           "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+           "--host", "127.0.0.1", "--port", str(port), "--grpc-port", str(grpc_port)]  # fmt: skip
     env = {"SHOPSERVE_DEVICE": "cpu", "SHOPSERVE_LOG_LEVEL": "warning"}
     proc = ServerProcess(cmd, cpu=None, env=env, log_path=Path(tmp) / "server.log")
     try:
         proc.wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", timeout_s=60)
-        yield f"127.0.0.1:{port}"
+        yield {"http": f"127.0.0.1:{port}", "grpc": f"127.0.0.1:{grpc_port}"}
     finally:
         proc.stop()
     assert proc.proc.returncode == 0, proc.tail()  # SIGTERM drains and exits 0
@@ -50,15 +51,16 @@ def test_parse_throughputs():
     assert parse_throughputs(text) == {1: 913.154, 2: 1518.44}
 
 
-def test_perf_analyzer_runs_against_shopserve(perf_analyzer, server):
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_perf_analyzer_runs_against_shopserve(perf_analyzer, server, protocol):
     res = perf_analyzer.run(
         [
             "-m",
             "mlp",
             "-u",
-            server,
+            server[protocol],
             "-i",
-            "http",
+            protocol,
             "--concurrency-range",
             "1:2",
             "--measurement-interval",

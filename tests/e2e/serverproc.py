@@ -18,11 +18,14 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         extra_args: list[str] | None = None,
         startup_s: float = 120,
+        grpc: bool = False,
     ) -> None:
         self.port = free_port()
         self.url = f"127.0.0.1:{self.port}"
         self.base = f"http://{self.url}"
-        cmd = serve_command(repo, self.port, extra_args)
+        self.grpc_port = free_port() if grpc else 0  # gRPC only when asked: ports stay private
+        self.grpc_url = f"127.0.0.1:{self.grpc_port}"
+        cmd = serve_command(repo, self.port, extra_args, grpc_port=self.grpc_port)
         full_env = {
             **os.environ,
             "SHOPSERVE_DEVICE": "cpu",
