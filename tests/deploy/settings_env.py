@@ -8,14 +8,11 @@ from server.settings import Settings, load_settings
 __all__ = ["check_settings_env"]
 
 PREFIX = "SHOPSERVE_"
-# settings added beside this work (issue 12: the V2 gRPC port, 8001 as Triton's); drop once
-# server/settings.py has them in every commit these tests run against
-PENDING = {"grpc_port"}
 
 
 def check_settings_env(env: dict[str, str]) -> Settings:
     """Every SHOPSERVE_* name is a setting, and the values convert; returns the settings."""
-    fields = set(Settings.__struct_fields__) | PENDING
+    fields = set(Settings.__struct_fields__)
     names = [k for k in env if k.startswith(PREFIX)]
     unknown = [k for k in names if k[len(PREFIX) :].lower() not in fields]
     assert not unknown, f"not settings in server/settings.py: {unknown}"
