@@ -1,4 +1,4 @@
-"""Reading Locust's CSV output: the summary table, SLO checks, and the latency-over-time plot."""
+"""Reading Locust's summary CSV: the table and the SLO checks (the plot is in `loadtests.plot`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["EndpointStats", "check_slo", "plot_latency", "read_stats", "render_table"]
+__all__ = [
+    "EndpointStats",
+    "check_slo",
+    "load_slo",
+    "read_stats",
+    "render_table",
+    "slo_problems",
+]
 
 
 @dataclass
@@ -61,16 +68,25 @@ def render_table(rows: list[EndpointStats]) -> str:
     return "\n".join(lines)
 
 
+def load_slo(slo_file: Path) -> dict[str, dict[str, float]]:
+    """An SLO file: TOML, one table per endpoint with `p50_ms`, `p95_ms`, `p99_ms`, `error_rate`
+    (fraction) and `min_requests`."""
+    return tomllib.loads(Path(slo_file).read_text())
+
+
 def check_slo(rows: list[EndpointStats], slo_file: Path) -> list[str]:
-    """Violations of an SLO file: TOML, one table per endpoint with `p50_ms`, `p95_ms`, `p99_ms`,
-    `error_rate` (fraction) and `min_requests`. An endpoint named in the file but never called is
-    a violation too."""
-    slo = tomllib.loads(Path(slo_file).read_text())
+    """Violations of an SLO file (see `load_slo`). An endpoint named in the file but never called
+    is a violation too."""
+    return slo_problems(rows, load_slo(slo_file), str(slo_file))
+
+
+def slo_problems(rows: list[EndpointStats], slo: dict, source: str = "SLO") -> list[str]:
+    """Violations of `slo` (`load_slo`'s shape) by `rows`, one line each."""
     by_name = {r.name: r for r in rows}
     problems = []
     for endpoint, limits in slo.items():
         if not isinstance(limits, dict):
-            problems.append(f"{slo_file}: `{endpoint}` must be a table")
+            problems.append(f"{source}: `{endpoint}` must be a table")
             continue
         r = by_name.get(endpoint)
         if r is None or r.requests == 0:
@@ -88,40 +104,5 @@ def check_slo(rows: list[EndpointStats], slo_file: Path) -> list[str]:
                 if not got <= limit:
                     problems.append(f"{endpoint}: {key} {got:.0f} > {limit}")
             else:
-                problems.append(f"{slo_file}: unknown key `{endpoint}.{key}`")
+                problems.append(f"{source}: unknown key `{endpoint}.{key}`")
     return problems
-
-
-def plot_latency(prefix: Path, out: Path) -> None:
-    """p50/p95/p99 over time per endpoint from `<prefix>_stats_history.csv`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    series: dict[str, list[tuple[float, float, float, float]]] = {}
-    with open(f"{prefix}_stats_history.csv", newline="") as f:
-        for r in csv.DictReader(f):
-            if (
-                r["Name"] == "Aggregated"
-                or r["50%"] in ("N/A", "")
-                or r.get("Total Request Count") == "0"
-            ):
-                continue
-            series.setdefault(r["Name"], []).append(
-                (_f(r["Timestamp"]), _f(r["50%"]), _f(r["95%"]), _f(r["99%"]))
-            )
-    fig, axes = plt.subplots(
-        len(series) or 1, 1, figsize=(9, 2.6 * max(1, len(series))), squeeze=False
-    )
-    for ax, (name, pts) in zip(axes[:, 0], sorted(series.items()), strict=False):
-        t0 = pts[0][0]
-        for i, label in ((1, "p50"), (2, "p95"), (3, "p99")):
-            ax.plot([p[0] - t0 for p in pts], [p[i] for p in pts], label=label)
-        ax.set_title(name)
-        ax.set_ylabel("ms")
-        ax.legend(loc="upper right")
-    axes[-1, 0].set_xlabel("seconds")
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)

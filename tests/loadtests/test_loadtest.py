@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from loadtests.cli import main
@@ -66,3 +68,35 @@ def test_short_loadtest_writes_reports_and_checks_slo(shop_repo, tmp_path):
     problems = check_slo(list(rows.values()), strict)
     assert any("score: p99_ms" in p for p in problems)
     assert any("checkout: no requests" in p for p in problems)
+
+
+def test_find_max_runs_real_steps_and_reports_the_answer(shop_repo, tmp_path, capsys):
+    """One tiny step (2 users, 5 s after 1 s of warm-up; the search itself is tested on a fake
+    step) against a server started here, SLOs and budgets loose enough to pass on a busy
+    machine: under a minute in all.
+    classify is left out of the mix: its models' own 100 ms queue deadline answers 504s on a
+    loaded 2-core machine whatever the budget, and a step passes only with zero errors."""
+    slo = tmp_path / "slo.toml"
+    slo.write_text("".join(f"[{e}]\np99_ms = 5000\n\n" for e in ("recommend", "search", "score")))
+    settings = tmp_path / "settings.toml"
+    settings.write_text(
+        "[budgets_ms]\nrecommend = 5000\nsearch = 5000\nclassify = 5000\nscore = 5000\n"
+    )
+    report = tmp_path / "report"
+    args = ["--model-repository", str(shop_repo), "--server-config", str(settings)]
+    args += ["--mix", "recommend=50,search=30,score=5", "--find-max", "--step-duration", "5"]
+    args += ["--warmup", "1", "--start-users", "2", "--max-users", "2", "--max-steps", "1"]
+    args += ["--slo", str(slo), "--report", str(report)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("load average ")
+    assert "step 1: 2 users" in out and "-> PASS" in out
+    result = json.loads((report / "find_max.json").read_text())
+    assert result["best_users"] == 2 and result["best_rps"] > 0
+    assert [s["users"] for s in result["steps"]] == [2]
+    step = result["steps"][0]
+    assert step["errors"] == 0 and set(step["endpoints"]) >= {"recommend", "score", "Aggregated"}
+    assert 0 < step["locust_cores"] < 2 and step["server_cores"] > 0
+    assert "find-max: 2 users" in out and "every step up to --max-users 2 passed" in out
+    for name in ("step01_u2/latency.png", "step01_u2/locust_stats.csv"):
+        assert (report / name).stat().st_size > 0, name
