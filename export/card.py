@@ -286,6 +286,7 @@ class Card:
             f"{self.table()}\n\nServed variant: {self.gate.get('served', 'student')}"
             f" ({self.gate.get('tier', 'full')} tier)\n\n"
             f"Gate: {'passed' if self.gate['passed'] else 'FAILED'}\n\n{self.gate_lines()}\n\n"
+            + "".join(f"## {t}\n\n{text}\n\n" for t, text in self.extra.get("sections", {}).items())
             + (f"Produced by: `{cmd}`\n" if cmd else "")
         )
 

@@ -17,6 +17,8 @@ __all__ = [
     "DATA_DIR",
     "CleaningReport",
     "load_retail",
+    "load_retail_cancellations",
+    "read_retail",
     "load_reviews",
     "load_shoppers",
     "retail_sequences",
@@ -68,13 +70,19 @@ class CleaningReport:
         return "\n".join(lines)
 
 
-def load_retail() -> tuple[pd.DataFrame, CleaningReport]:
-    """Online Retail invoice lines that are real purchases of products by known customers."""
-    df = pd.read_csv(
+def read_retail() -> pd.DataFrame:
+    """The raw Online Retail file, every line (cancellations too)."""
+    return pd.read_csv(
         RETAIL_CSV,
         dtype={"InvoiceNo": str, "StockCode": str, "Description": str, "Country": str},
         parse_dates=["InvoiceDate"],
     )
+
+
+def load_retail(raw: pd.DataFrame | None = None) -> tuple[pd.DataFrame, CleaningReport]:
+    """Online Retail invoice lines that are real purchases of products by known customers
+    (`raw`: the file as `read_retail` returns it, when the caller has read it already)."""
+    df = read_retail() if raw is None else raw
     rep = CleaningReport("Online Retail (UCI)", len(df))
     df = rep.apply(
         df, ~df["InvoiceNo"].str.startswith("C"), "cancellation invoices (InvoiceNo starts with C)"
@@ -123,6 +131,26 @@ def retail_sequences(df: pd.DataFrame) -> tuple[list[np.ndarray], pd.DataFrame, 
         keep[1:] = s[1:] != s[:-1]
         seqs.append(s[keep])
     return seqs, items, cust[np.r_[0, bounds]]
+
+
+def load_retail_cancellations(raw: pd.DataFrame) -> tuple[pd.DataFrame, CleaningReport]:
+    """The cancellation lines (InvoiceNo `C...`) of products by known customers, as
+    `load_retail` keeps purchases: CustomerID int64, StockCode upper-case; Quantity stays
+    negative (the quantity cancelled)."""
+    rep = CleaningReport("Online Retail (UCI) cancellation lines", len(raw))
+    df = rep.apply(raw, raw["InvoiceNo"].str.startswith("C"), "not a cancellation invoice")
+    df = rep.apply(df, df["Quantity"] < 0, "Quantity >= 0")
+    df = rep.apply(df, df["CustomerID"].notna(), "missing CustomerID (no purchase to match)")
+    df = rep.apply(
+        df,
+        df["StockCode"].str.match(PRODUCT_CODE),
+        "non-product StockCode (D discounts, POST, M, fees)",
+    )
+    df = rep.apply(df, ~df.duplicated(), "exact duplicate cancellation lines")
+    df = df.assign(
+        CustomerID=df["CustomerID"].astype(np.int64), StockCode=df["StockCode"].str.upper()
+    )
+    return df.reset_index(drop=True), rep
 
 
 def load_reviews() -> tuple[pd.DataFrame, CleaningReport]:

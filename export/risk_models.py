@@ -1,4 +1,5 @@
-"""The risk student (torch): an additive model, distilled from the teacher's probabilities.
+"""The additive student (torch) of the score families (risk, cancellation_risk), distilled from
+the teacher's probabilities.
 
 logit = bias + sum_f g_f(x_f), with g_f a one-hidden-layer network for a numeric feature and a
 learned value per category for a categorical one, so each feature's contribution is exact.
@@ -6,6 +7,7 @@ learned value per category for a categorical one, so each feature's contribution
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -14,11 +16,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from export.training import fit
+from export.training import FitResult, fit
 
-__all__ = ["AdditiveRisk", "RiskSplit", "outputs", "probability", "train_student"]
+__all__ = [
+    "AdditiveRisk",
+    "RiskSplit",
+    "StudentSettings",
+    "outputs",
+    "probability",
+    "train_student",
+]
 
 SOFT, HARD, L2 = 0.7, 0.3, 1e-4  # the distillation loss: teacher, labels, contribution size
+Metric = Callable[[np.ndarray, np.ndarray], float]  # (labels, probabilities) -> higher is better
 
 
 @dataclass
@@ -75,10 +85,19 @@ def _distil_loss(model, num, cat, soft, hard, b):
     return SOFT * loss_soft + HARD * loss_hard + L2 * contrib.pow(2).mean()
 
 
-def _valid_auc(model: AdditiveRisk, valid: RiskSplit) -> float:
-    from sklearn.metrics import roc_auc_score
+def _valid_metric(model: AdditiveRisk, valid: RiskSplit, metric: Metric) -> float:
+    return float(metric(valid.y, probability(model, valid)))
 
-    return roc_auc_score(valid.y, probability(model, valid))
+
+@dataclass(frozen=True)
+class StudentSettings:
+    """How long and how wide the student trains (a family's tier picks one)."""
+
+    hidden: int = 16
+    epochs: int = 60
+    batch_size: int = 256
+    budget_s: float = 30.0  # CPU seconds
+    patience: int = 8
 
 
 def train_student(
@@ -87,11 +106,14 @@ def train_student(
     teacher_prob: np.ndarray,
     vocab_sizes: list[int],
     *,
-    quick: bool,
+    metric: Metric,
+    settings: StudentSettings,
     seed: int,
-) -> AdditiveRisk:
-    """Distil: 0.7 BCE to the teacher's probability + 0.3 BCE to the label, early-stopped on AUC."""
-    model = AdditiveRisk(train.num.shape[1], vocab_sizes, hidden=8 if quick else 16)
+    desc: str = "risk student",
+) -> tuple[AdditiveRisk, FitResult]:
+    """Distil: 0.7 BCE to the teacher's probability + 0.3 BCE to the label, early-stopped on
+    `metric(y, prob)` over `valid` (the weights of the best validation epoch are kept)."""
+    model = AdditiveRisk(train.num.shape[1], vocab_sizes, hidden=settings.hidden)
     step = partial(
         _distil_loss,
         model,
@@ -100,17 +122,26 @@ def train_student(
         torch.tensor(teacher_prob, dtype=torch.float32),
         torch.tensor(train.y, dtype=torch.float32),
     )
-    fit(
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny per-feature ops: a second thread only spins on a busy machine
+    try:
+        result = _fit(model, step, train, valid, metric, settings, seed, desc)
+    finally:
+        torch.set_num_threads(threads)
+    return model, result
+
+
+def _fit(model, step, train, valid, metric, settings, seed, desc) -> FitResult:
+    return fit(
         model,
         step,
         len(train),
-        partial(_valid_auc, model, valid),
-        epochs=8 if quick else 60,
-        batch_size=256,
+        partial(_valid_metric, model, valid, metric),
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
         lr=1e-2,
         seed=seed,
-        patience=8,
-        budget_s=5 if quick else 120,
-        desc="risk student",
+        patience=settings.patience,
+        budget_s=settings.budget_s,
+        desc=desc,
     )
-    return model

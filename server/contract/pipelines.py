@@ -14,7 +14,7 @@ and its artifacts can never disagree; the pipeline is rebuilt when such a model 
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -28,6 +28,8 @@ __all__ = [
     "ClassifyHead",
     "ClassifySpec",
     "FeatureTableFiles",
+    "LexicalFiles",
+    "OrderScoreSpec",
     "PipelineSpec",
     "RankingSpec",
     "RecommendSpec",
@@ -77,14 +79,41 @@ class CatalogFiles(_Spec, frozen=True):
     item_prices: Artifact = "item_prices.npy"  # float32 [n_items]
 
 
+class LexicalFiles(_Spec, frozen=True):
+    """A lexical product index (`kernels.lexical.LexicalIndex`): how texts become terms, and the
+    postings by term, aligned with the catalogue's rows."""
+
+    analyzer: Literal["char_wb", "word"] = "char_wb"  # character n-grams in words, or words
+    weighting: Literal["tfidf", "bm25"] = "tfidf"
+    ngram_min: Annotated[int, Meta(ge=1, le=8)] = 2
+    ngram_max: Annotated[int, Meta(ge=1, le=8)] = 4
+    vocabulary: Artifact = "lexical_vocabulary.json"  # JSON list of terms: term id = position
+    idf: Artifact = "lexical_idf.npy"  # float32 [n_terms]
+    indptr: Artifact = "lexical_indptr.npy"  # int64 [n_terms + 1]
+    items: Artifact = "lexical_items.npy"  # int32 [nnz]: catalogue rows
+    weights: Artifact = "lexical_weights.npy"  # float32 [nnz]
+
+    def __post_init__(self) -> None:
+        if self.ngram_min > self.ngram_max:
+            raise ValueError(f"ngram_min {self.ngram_min} > ngram_max {self.ngram_max}")
+
+
 class SearchSpec(_Kind, frozen=True, tag="search"):
-    """query -> tokens -> `encoder` -> top-k inner product over `product_embeddings`."""
+    """query -> tokens -> `encoder` -> inner product with `product_embeddings`; with a `lexical`
+    index, hybrid: `lexical_weight` x lexical score / its max + (1 - `lexical_weight`) x the
+    min-max-normalised inner product (`kernels.lexical.fuse_scores`), then the top k."""
 
     encoder: Name
     product_embeddings: Artifact = "product_embeddings.npy"  # float32 [n_items, dim], unit rows
     catalog: CatalogFiles = CatalogFiles()
     tokenizer: Artifact = "tokenizer.json"
     max_tokens: Tokens = 64
+    lexical: LexicalFiles | None = None
+    lexical_weight: Annotated[float, Meta(ge=0, le=1)] = 0.0
+
+    def __post_init__(self) -> None:
+        if self.lexical_weight > 0 and self.lexical is None:
+            raise ValueError("lexical_weight > 0 needs a `lexical` index")
 
     @property
     def models(self) -> list[str]:
@@ -165,8 +194,23 @@ class ScoreSpec(_Kind, frozen=True, tag="score"):
         return [self.model]
 
 
+class OrderScoreSpec(_Kind, frozen=True, tag="order_score"):
+    """order line -> features (the customer's and product's `history`, read from this pipeline's
+    version folder, as of the line's time; `preprocess`, read from the model's) -> `model`."""
+
+    model: Name
+    preprocess: Artifact = "preprocess.json"  # a ScorePreprocessing, in the model's version folder
+    history: Artifact = "order_history.npz"  # server.contract.order_history.OrderHistory
+    threshold: Annotated[float, Meta(ge=0, le=1)] = 0.5
+
+    @property
+    def models(self) -> list[str]:
+        return [self.model]
+
+
 class ScorePreprocessing(_Spec, frozen=True):
-    """`preprocess.json` of a score model: how a session becomes its two input tensors."""
+    """`preprocess.json` of a score model: how a session (or an order line's features) becomes
+    its two input tensors."""
 
     numeric: list[str]
     log1p: list[str]
@@ -190,7 +234,7 @@ class ScorePreprocessing(_Spec, frozen=True):
             raise ValueError("contributions must name every numeric and categorical column")
 
 
-PipelineSpec = SearchSpec | RecommendSpec | ClassifySpec | ScoreSpec
+PipelineSpec = SearchSpec | RecommendSpec | ClassifySpec | ScoreSpec | OrderScoreSpec
 
 
 class _File(_Spec, frozen=True):

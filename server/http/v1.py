@@ -1,19 +1,20 @@
 """The shop endpoints. Each decodes its Struct (a bad field is a 400 naming its `$.path`), sets
-the request's budget, runs its pipeline and reports every stage in `Server-Timing`.
+the request's budget, runs its pipeline and reports every stage in `Server-Timing`. An endpoint
+answers with the pipeline named after it, except /v1/score, which picks one by `task`.
 `GET /v1/pipelines` lists the pipelines, their state and the model versions (and gates) they use."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request, Response, get, post
 
 from server.budget import Budget
-from server.errors import DeadlineExceeded, ShopserveError, bad_request_from_decode
+from server.errors import BadRequest, DeadlineExceeded, ShopserveError, bad_request_from_decode
 from server.http.admission import Admission, content_length
 from server.http.deadlines import TIMEOUT_HEADER, v1_budget
 from server.http.deps import ServicesDep
@@ -57,6 +58,33 @@ def _respond(obj: Any, budget: Budget) -> Response:
     )
 
 
+# /v1/score's tasks: (pipeline folder, pipeline kind, the request field the task reads)
+SCORE_TASKS = {
+    "purchase_intent": ("score", "score", "session"),
+    "cancellation_risk": ("score_cancellation", "order_score", "order_line"),
+}
+SCORE_FIELDS = ("session", "order_line")
+Route = Callable[[Any], tuple[str, str]]  # a decoded request -> (pipeline name, pipeline kind)
+
+
+def _score_route(req: ScoreRequest) -> tuple[str, str]:
+    """The pipeline of the request's task; the other task's field is a 400 naming it."""
+    name, kind, field = SCORE_TASKS[req.task]
+    for other in SCORE_FIELDS:
+        if other != field and getattr(req, other) is not None:
+            raise BadRequest(f"$.{other}: not a field of task '{req.task}' (it reads `{field}`)")
+    if getattr(req, field) is None:
+        raise BadRequest(f"$.{field}: required for task '{req.task}'")
+    return name, kind
+
+
+def _queue_full(pipelines: PipelineRegistry, names: tuple[str, ...]) -> bool:
+    """Refused before the body is read only when every served pipeline the endpoint may pick is
+    full (a task is in the body); a request for one full pipeline meets its queue's 429."""
+    served = [n for n in names if n in pipelines.entries]
+    return bool(served) and all(pipelines.overloaded(n) for n in served)
+
+
 async def _run(
     request: Request,
     pipelines: PipelineRegistry,
@@ -64,12 +92,14 @@ async def _run(
     settings: Settings,
     endpoint: str,
     kind: type,
+    route: Route | None,
 ) -> Response:
-    """One shop request: admit, decode, budget, the pipeline named after the endpoint, encode."""
+    """One shop request: admit, decode, budget, the endpoint's pipeline, encode."""
     arrival = time.monotonic_ns()
-    full = pipelines.overloaded(endpoint)
+    names = tuple(n for n, _, _ in SCORE_TASKS.values()) if route else (endpoint,)
+    full = _queue_full(pipelines, names)
     with admission.admit(f"/v1/{endpoint}", content_length(request.headers), full):
-        return await _admitted(request, pipelines, settings, endpoint, kind, arrival)
+        return await _admitted(request, pipelines, settings, endpoint, kind, route, arrival)
 
 
 async def _admitted(
@@ -78,9 +108,11 @@ async def _admitted(
     settings: Settings,
     endpoint: str,
     kind: type,
+    route: Route | None,
     arrival: int,
 ) -> Response:
     req: Any = _decode(await request.body(), kind)
+    name, pipeline_kind = route(req) if route else (endpoint, endpoint)
     budget = v1_budget(
         req.budget_ms,
         request.headers.get(TIMEOUT_HEADER),
@@ -88,7 +120,7 @@ async def _admitted(
         arrival,
         request_id_of(request),
     )
-    pipeline = pipelines.get(endpoint, endpoint)
+    pipeline = pipelines.get(name, pipeline_kind)
     answer = await until_disconnect(request, _within(pipeline.run(req, budget), budget))
     warnings = pipelines.warnings_for(answer.model_versions)
     if warnings:  # every answer that used a regressed or preview model says so
@@ -106,20 +138,26 @@ async def _within(work: Awaitable[T], budget: Budget) -> T:
         raise DeadlineExceeded(f"latency budget of {budget.budget_ms:g} ms spent") from None
 
 
-def _endpoint(endpoint: str, kind: type) -> Any:
-    """The POST route of one shop endpoint."""
+def _endpoint(endpoint: str, kind: type, route: Route | None = None) -> Any:
+    """The POST route of one shop endpoint (`route`: how a request picks its pipeline)."""
 
     @post(f"/v1/{endpoint}", status_code=200, name=endpoint)
     async def handler(request: Request, services: ServicesDep) -> Response:
         return await _run(
-            request, services.pipelines, services.admission, services.settings, endpoint, kind
+            request,
+            services.pipelines,
+            services.admission,
+            services.settings,
+            endpoint,
+            kind,
+            route,
         )
 
     return handler
 
 
 SHOP_ROUTES = [
-    _endpoint("score", ScoreRequest),
+    _endpoint("score", ScoreRequest, _score_route),
     _endpoint("classify", ClassifyRequest),
     _endpoint("search", SearchRequest),
     _endpoint("recommend", RecommendRequest),

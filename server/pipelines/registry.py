@@ -16,6 +16,7 @@ from server.contract.layout import pipeline_folders, relative_to_repository, ver
 from server.contract.pipelines import (
     PIPELINE_FILE,
     ClassifySpec,
+    OrderScoreSpec,
     PipelineSpec,
     RecommendSpec,
     ScoreSpec,
@@ -25,6 +26,7 @@ from server.contract.pipelines import (
 from server.errors import ModelLoadError, ModelNotFound, ModelNotReady, ShopserveError
 from server.pipelines.base import ModelSource, Pipeline
 from server.pipelines.classify import ClassifyPipeline
+from server.pipelines.order_score import OrderScorePipeline
 from server.pipelines.recommend import RecommendPipeline
 from server.pipelines.score import ScorePipeline
 from server.pipelines.search import SearchPipeline
@@ -38,6 +40,7 @@ KINDS: dict[type, Any] = {
     RecommendSpec: RecommendPipeline,
     ClassifySpec: ClassifyPipeline,
     ScoreSpec: ScorePipeline,
+    OrderScoreSpec: OrderScorePipeline,
 }
 
 

@@ -3,6 +3,7 @@ fails decoding with its `$.path`."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from msgspec import Meta
@@ -15,6 +16,7 @@ __all__ = [
     "ClassifyResult",
     "Contribution",
     "Item",
+    "OrderLine",
     "PipelineModel",
     "PipelineStatus",
     "PipelinesResponse",
@@ -23,6 +25,7 @@ __all__ = [
     "RecommendResponse",
     "ScoreRequest",
     "ScoreResponse",
+    "ScoreTask",
     "SearchFilters",
     "SearchRequest",
     "SearchResponse",
@@ -72,8 +75,31 @@ class Session(_In):
     Weekend: bool
 
 
+class OrderLine(_In):
+    """One order line as the storefront knows it when the order is placed. The customer's and
+    the product's history (orders, spend, past cancellations) is looked up server-side, as of
+    `invoice_time`; an unknown or missing customer is scored as a new one."""
+
+    stock_code: Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_\-]+$")]
+    quantity: Annotated[int, Meta(ge=1, le=100_000)]
+    unit_price: Annotated[float, Meta(gt=0, le=100_000, description="GBP per unit")]
+    country: Annotated[str, Meta(min_length=1, max_length=64)]
+    invoice_time: Annotated[
+        datetime,
+        Meta(tz=False, description="the shop's local time, no offset (2000-01-01 .. 2099-12-31)"),
+    ]
+    customer_id: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+
+
+ScoreTask = Literal["purchase_intent", "cancellation_risk"]
+
+
 class ScoreRequest(_In):
-    session: Session
+    """`task` purchase_intent scores a `session`; cancellation_risk scores an `order_line`."""
+
+    task: ScoreTask = "purchase_intent"
+    session: Session | None = None
+    order_line: OrderLine | None = None
     budget_ms: BudgetMs | None = None
 
 

@@ -85,12 +85,13 @@ def test_family_folders_are_distinct():
 
 def _rows(int8: float, int8_ms: float) -> list[Row]:
     return [
-        Row("student", 0.5, {}, latency_ms={"batch_1": 1.0}),
-        Row("student-int8", int8, {}, latency_ms={"batch_1": int8_ms}),
+        Row("student", 0.9, {}, latency_ms={"batch_1": 1.0}, valid_metric=0.5),
+        Row("student-int8", 0.1, {}, latency_ms={"batch_1": int8_ms}, valid_metric=int8),
     ]
 
 
 def test_served_variant_needs_accuracy_and_speed():
+    """On validation (`valid_metric`): the test metrics (0.9 vs 0.1) would say otherwise."""
     assert served_variant(_rows(0.5, 0.5), "batch_1") == "student-int8"
     assert served_variant(_rows(0.4, 0.5), "batch_1") == "student"
     assert served_variant(_rows(0.5, 2.0), "batch_1") == "student"
