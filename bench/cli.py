@@ -1,4 +1,4 @@
-"""`shopserve bench server|kernels|pipelines|faults`: reached through the `shopserve.commands` entry point."""
+"""`shopserve bench server|kernels|pipelines|faults|workers`: reached through the `shopserve.commands` entry point."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ _BENCHES = {
     "kernels": "bench.kernels",
     "pipelines": "bench.pipelines",
     "faults": "bench.faults",
+    "workers": "bench.workers",
 }
 
 

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import fields
+from pathlib import Path
 
 from litestar import Litestar
 from litestar.datastructures import State
@@ -22,13 +23,15 @@ from server.http.admission import Admission
 from server.http.counting import ResponseCounter
 from server.http.deps import Services
 from server.http.responses import ERROR_RESPONSES, exception_handlers
+from server.http.siblings import Siblings
 from server.http.v1 import V1_ROUTES
 from server.http.v2 import V2_ROUTES
 from server.http.v2_repository import V2_REPOSITORY_ROUTES
 from server.metrics import Metrics
 from server.pipelines.base import ModelSource
 from server.pipelines.registry import PipelineRegistry
-from server.settings import Settings
+from server.runtime.placement import Placement
+from server.settings import Settings, available_cores
 
 __all__ = ["create_app"]
 
@@ -41,13 +44,17 @@ def create_app(
     models: ModelSource | None = None,
     extra_routes: list | None = None,
     serve_grpc: bool = False,
+    placement: Placement | None = None,
+    siblings: Siblings | None = None,
+    metrics_dir: Path | None = None,
 ) -> Litestar:
     """The app over `settings.model_repository`. `models` replaces the engine as the pipelines'
     model source (tests give a fake one, so /v1 runs without trained weights). `serve_grpc`: the
     lifespan also serves V2 gRPC on `settings.grpc_port` (0: not), on the same event loop;
     `shopserve serve` asks for it, in-process tests that talk gRPC do (the others never bind
-    8001)."""
-    metrics = Metrics()
+    8001). A worker of several gives its `placement` (threads, shared weights), its `siblings`
+    and the multiprocess `metrics_dir` (server/workers/worker.py)."""
+    metrics = Metrics(metrics_dir)
     repository = ModelRepository(
         settings.repository_path,
         metrics=metrics,
@@ -55,6 +62,7 @@ def create_app(
         graceful_timeout_s=settings.graceful_timeout_s,
         max_dynamic_dim=settings.limits.max_dynamic_dim,
         default_max_queue_size=settings.default_max_queue_size,
+        placement=placement or Placement(workers=1, cores=available_cores()),
     )
     pipelines = PipelineRegistry(settings.repository_path, models or repository)
     repository.listeners.append(pipelines.model_changed)
@@ -81,8 +89,12 @@ def create_app(
             log.info("drained")
 
     admission = Admission(settings, metrics)
-    services = Services(settings, metrics, repository, pipelines, admission)
-    grpc_server = GrpcServer(services) if serve_grpc and settings.grpc_port else None
+    services = Services(settings, metrics, repository, pipelines, admission, siblings)
+    grpc_server = (
+        GrpcServer(services, reuse_port=siblings is not None)
+        if serve_grpc and settings.grpc_port
+        else None
+    )
     routes = [*V2_ROUTES, *V2_REPOSITORY_ROUTES, *V1_ROUTES, *(extra_routes or [])]
     for handler in routes:  # the OpenAPI document shows the one error body every route sends
         handler.responses = {**ERROR_RESPONSES, **(handler.responses or {})}

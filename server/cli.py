@@ -21,6 +21,12 @@ def _serve(argv: list[str]) -> int:
     parser.add_argument(
         "--grpc-port", type=int, default=None, help="V2 gRPC port (default 8001; 0: no gRPC)"
     )
+    parser.add_argument(
+        "--workers",
+        type=_workers,
+        default=None,
+        help="worker processes on the port: a number, or auto (one per core); default 1",
+    )
     parser.add_argument("--config", type=Path, default=None, help="settings TOML file")
     parser.add_argument("--log-level", default=None)
     args = parser.parse_args(argv)
@@ -33,7 +39,17 @@ def _serve(argv: list[str]) -> int:
         port=args.port,
         grpc_port=args.grpc_port,
         log_level=args.log_level,
+        workers=args.workers,
     )
+
+
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
 
 
 def _plugins() -> dict:

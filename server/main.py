@@ -1,6 +1,7 @@
 """`shopserve serve`: settings read once, then uvicorn (httptools + uvloop by default, measured in
 docs/performance.md). SIGTERM: uvicorn stops accepting and finishes in-flight requests, then the
-lifespan drains every model queue; the process exits 0."""
+lifespan drains every model queue; the process exits 0. With `workers` > 1 this process becomes
+the supervisor of that many worker processes (server/workers/), each running the same app."""
 
 from __future__ import annotations
 
@@ -14,18 +15,20 @@ from typing import Any
 
 import uvicorn
 
-from server.app import create_app
 from server.logs import configure_logging
 from server.settings import Settings, load_settings
 
-__all__ = ["run"]
+__all__ = ["DrainingServer", "run", "uvicorn_config"]
 
 log = logging.getLogger("shopserve")
 
 
-class _Server(uvicorn.Server):
+class DrainingServer(uvicorn.Server):
     """uvicorn re-raises SIGTERM after its graceful shutdown, so the process would end with 143;
-    a drained server exits 0. A second signal forces the exit."""
+    a drained server exits 0. A second signal forces the exit. A worker of several leaves SIGINT
+    to its supervisor (a Ctrl-C reaches the whole process group; the supervisor sends SIGTERM)."""
+
+    signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -35,7 +38,7 @@ class _Server(uvicorn.Server):
             self.should_exit = True
             log.info("signal %d: draining", sig)
 
-        previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        previous = {s: signal.signal(s, handle) for s in self.signals}
         try:
             yield
         finally:
@@ -63,6 +66,7 @@ def run(
     port: int | None = None,
     grpc_port: int | None = None,
     log_level: str | None = None,
+    workers: int | str | None = None,
 ) -> int:
     settings = load_settings(
         config_file,
@@ -71,6 +75,7 @@ def run(
         port=port,
         grpc_port=grpc_port,
         log_level=log_level,
+        workers=workers,
     )
     configure_logging(settings.log_level, settings.log_format)
     if not settings.repository_path.is_dir():
@@ -83,13 +88,24 @@ def run(
             settings.host,
         )
         return 2
-    app = create_app(settings, serve_grpc=True)
+    if settings.worker_count > 1:
+        from server.workers.supervisor import supervise
+
+        return supervise(settings)
+    from server.app import create_app  # here: a supervisor of workers never loads the app
+
+    server = DrainingServer(uvicorn_config(create_app(settings, serve_grpc=True), settings))
+    server.run()
+    return 0 if server.started else 1
+
+
+def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
     http: Any = settings.http
     if http == "httptools":
         from server.http.protocol import OneWriteHttpToolsProtocol
 
         http = OneWriteHttpToolsProtocol
-    config = uvicorn.Config(
+    return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -101,6 +117,3 @@ def run(
         timeout_graceful_shutdown=int(settings.graceful_timeout_s),
         server_header=False,
     )
-    server = _Server(config)
-    server.run()
-    return 0 if server.started else 1

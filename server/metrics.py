@@ -1,9 +1,18 @@
 """Prometheus metrics, one registry per app. Names follow Triton's where Triton has the metric
-(`nv_inference_*` -> `shopserve_inference_*`, same meaning and unit); docs/metrics.md maps them."""
+(`nv_inference_*` -> `shopserve_inference_*`, same meaning and unit); docs/metrics.md maps them.
+
+With several workers, prometheus_client's multiprocess mode: the supervisor sets
+PROMETHEUS_MULTIPROC_DIR (a private directory) before any worker starts, so every worker's values
+live in files there (prometheus_client picks its value class at import), and `/metrics` on any
+worker reads them all (counters and histograms summed; gauges as their `multiprocess_mode` says).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 __all__ = ["Metrics"]
 
@@ -27,7 +36,8 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
+        self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry(auto_describe=True)
         labels = ("model", "version")
         r = self.registry
@@ -94,6 +104,7 @@ class Metrics:
             "Requests queued or running (nv_inference_pending_request_count)",
             labels,
             registry=r,
+            multiprocess_mode="livesum",  # over the live workers
         )
         self.request_s = Histogram(
             "shopserve_request_duration_seconds",
@@ -134,6 +145,7 @@ class Metrics:
             "Requests admitted and not yet answered, by worker and model or endpoint",
             ("worker", "target"),
             registry=r,
+            multiprocess_mode="livesum",  # `worker` (the pid) keeps the workers apart
         )
         self.http_requests = Counter(
             "shopserve_http_requests",
@@ -147,3 +159,11 @@ class Metrics:
             ("method", "status", "code"),
             registry=r,
         )
+
+    def exposition(self) -> bytes:
+        """The text format of every series: this process's, or every worker's."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(self.multiprocess_dir))
+        return generate_latest(registry)

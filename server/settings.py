@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-__all__ = ["Limits", "Settings", "load_settings"]
+__all__ = ["Limits", "Settings", "available_cores", "load_settings"]
 
 _ENV_PREFIX = "SHOPSERVE_"
 # the SLOs of the storefront: recommend and search p99 <= 50 ms, classify <= 100, score <= 20
@@ -63,6 +63,13 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     http: Literal["httptools", "h11", "auto"] = "httptools"
     loop: Literal["uvloop", "asyncio", "auto"] = "uvloop"
     access_log: bool = False
+    # worker processes on `port` (docs/performance.md, "Worker processes"); "auto": one per core
+    # this process may run on. More than one: a supervisor process starts, watches and restarts
+    # them, and `listen` says how they share the port: "shared" (one listening socket, bound by
+    # the supervisor and inherited, as gunicorn and uvicorn --workers) or "reuseport" (a socket
+    # per worker with SO_REUSEPORT, the kernel spreading connections). Measured: "shared"
+    workers: Annotated[int, Meta(ge=1, le=256)] | Literal["auto"] = 1
+    listen: Literal["shared", "reuseport"] = "shared"
     limits: Limits = Limits()
     # overload control, on by default: every model's queue is bounded (a model's own
     # max_queue_size wins), and so is what one worker holds admitted and not yet answered
@@ -83,6 +90,19 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def repository_path(self) -> Path:
         return Path(self.model_repository)
 
+    @property
+    def worker_count(self) -> int:
+        """`workers`, with "auto" resolved to the cores this process may run on."""
+        return available_cores() if self.workers == "auto" else self.workers
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity: taskset and cgroup cpusets shrink it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
 
 def _from_env(environ: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -92,6 +112,8 @@ def _from_env(environ: dict[str, str]) -> dict[str, Any]:
             raw = environ[key]
             if field == "load_models":
                 out[field] = [m for m in raw.split(",") if m]
+            elif field == "workers" and raw.isdigit():
+                out[field] = int(raw)  # the union int | "auto" takes no string for its int
             else:
                 out[field] = raw
     return out

@@ -124,7 +124,9 @@ class InstanceGroup(_Base, frozen=True):
 
 class Optimization(_Base, frozen=True):
     graph_level: Literal["disable", "basic", "extended", "all"] = "all"
-    intra_op_threads: Annotated[int, Meta(ge=0, le=256)] = 1  # 0: ONNX Runtime's default
+    # unset: the server's share of the cores, cores // workers (at least 1); set, it wins (0:
+    # ONNX Runtime's default, a thread per core), with a warning when workers x threads > cores
+    intra_op_threads: Annotated[int, Meta(ge=0, le=256)] | None = None
     inter_op_threads: Annotated[int, Meta(ge=0, le=256)] = 1  # extension
     io_binding: Literal["auto", "on", "off"] = "auto"  # extension: "auto" binds on GPU only
 

@@ -23,6 +23,7 @@ from server.contract.pipelines import artifact_path
 from server.engine.model import LoadedModel
 from server.errors import BadRequest, ModelLoadError, ModelNotFound, ModelNotReady
 from server.metrics import Metrics
+from server.runtime.placement import Placement
 from server.runtime.session import OrtModel
 
 __all__ = ["ModelEntry", "ModelRepository"]
@@ -65,7 +66,9 @@ class ModelRepository:
         graceful_timeout_s: float = 30.0,
         max_dynamic_dim: int = 8192,
         default_max_queue_size: int = 1024,
+        placement: Placement | None = None,
     ) -> None:
+        self.placement = placement or Placement()
         self.max_dynamic_dim = max_dynamic_dim
         self.default_max_queue_size = default_max_queue_size
         self.root = Path(root)
@@ -259,7 +262,7 @@ class ModelRepository:
             raise ModelLoadError(f"{folder}: default_model_filename: {exc}") from None
         if not path.is_file():
             raise ModelLoadError(f"{path}: model file missing")
-        runner = OrtModel(path, config, self.device_setting)
+        runner = OrtModel(path, config, self.device_setting, self.placement)
         model = LoadedModel(
             config,
             version,

@@ -16,8 +16,11 @@ log = logging.getLogger("shopserve.grpc")
 
 
 class GrpcServer:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, *, reuse_port: bool = False) -> None:
         self.services = services
+        # the workers of a multi-worker server all bind grpc_port (the supervisor holds it first:
+        # server/workers/sockets.py); one server alone binds it exclusively
+        self.reuse_port = reuse_port
         self.port = 0
         self._server: grpc.aio.Server | None = None
 
@@ -28,12 +31,12 @@ class GrpcServer:
         return f"{host}:{self.port or s.grpc_port}"
 
     async def start(self) -> None:
-        """Bind and serve; a port that is taken raises (SO_REUSEPORT off: two servers never share
-        a port without knowing)."""
+        """Bind and serve; a port that is taken raises (SO_REUSEPORT off unless this is one of
+        several workers: two servers never share a port without knowing)."""
         settings = self.services.settings
         server = grpc.aio.server(
             options=[
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", int(self.reuse_port)),
                 # as REST's max_body_bytes; answers are not bounded (tritonclient's aren't either)
                 ("grpc.max_receive_message_length", settings.max_body_bytes),
                 ("grpc.max_send_message_length", -1),

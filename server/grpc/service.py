@@ -24,8 +24,9 @@ from server.grpc.status import guarded
 from server.http.admin import check_model_control
 from server.http.deadlines import v2_timeout_us
 from server.http.deps import Services
+from server.http.siblings import load_everywhere, unload_everywhere
 from server.http.v2 import EXTENSIONS, config_body, metadata_body, wanted_outputs
-from server.http.v2_repository import stats_body
+from server.http.v2_repository import stats_everywhere
 
 __all__ = ["SERVICE", "InferenceService", "generic_handlers"]
 
@@ -93,7 +94,7 @@ class InferenceService:
         return pb.ModelConfigResponse(config=config)
 
     async def ModelStatistics(self, request: Any, context: Context) -> Any:
-        body = stats_body(self.services.repository, request.name, request.version)
+        body = await stats_everywhere(self.services, request.name or None, request.version or None)
         return json_format.ParseDict(body, pb.ModelStatisticsResponse(), ignore_unknown_fields=True)
 
     # -- repository ------------------------------------------------------------------------------
@@ -108,12 +109,12 @@ class InferenceService:
 
     async def RepositoryModelLoad(self, request: Any, context: Context) -> Any:
         check_model_control(_metadata_value(context, "authorization"), self.services.settings)
-        await self.services.repository.load(request.model_name)
+        await load_everywhere(self.services, request.model_name)
         return pb.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(self, request: Any, context: Context) -> Any:
         check_model_control(_metadata_value(context, "authorization"), self.services.settings)
-        await self.services.repository.unload(request.model_name)
+        await unload_everywhere(self.services, request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
     # -- inference -------------------------------------------------------------------------------

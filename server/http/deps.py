@@ -9,7 +9,7 @@ directly."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from litestar.params import Dependency
 
@@ -18,6 +18,9 @@ from server.http.admission import Admission
 from server.metrics import Metrics
 from server.pipelines.registry import PipelineRegistry
 from server.settings import Settings
+
+if TYPE_CHECKING:
+    from server.http.siblings import Siblings
 
 __all__ = ["Services", "ServicesDep"]
 
@@ -29,6 +32,8 @@ class Services:
     repository: ModelRepository
     pipelines: PipelineRegistry
     admission: Admission
+    # the other workers of a multi-worker server (server/http/siblings.py); None with one
+    siblings: Siblings | None = None
 
 
 ServicesDep = Annotated[Services, Dependency(skip_validation=True)]

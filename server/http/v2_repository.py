@@ -1,4 +1,6 @@
-"""Triton's repository, statistics and metrics extensions of the V2 API."""
+"""Triton's repository, statistics and metrics extensions of the V2 API. With several workers,
+load / unload reach every worker and statistics are summed over them (server/http/siblings.py);
+a sibling's own call (its token in `x-shopserve-sibling`) is answered by this worker alone."""
 
 from __future__ import annotations
 
@@ -7,16 +9,17 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import FromPath
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from server.engine.model import LoadedModel
 from server.engine.repository import ModelRepository
 from server.errors import BadRequest, ModelNotFound, ModelNotReady
 from server.http.admin import check_admin
-from server.http.deps import ServicesDep
+from server.http.deps import Services, ServicesDep
+from server.http.siblings import gather_stats, load_everywhere, unload_everywhere
 from server.http.v2 import json_response
 
-__all__ = ["V2_REPOSITORY_ROUTES", "stats_body"]
+__all__ = ["V2_REPOSITORY_ROUTES", "stats_body", "stats_everywhere"]
 
 
 async def _optional_json(request: Request) -> dict[str, Any]:
@@ -50,12 +53,17 @@ async def repository_index(request: Request, services: ServicesDep) -> Response:
 async def repository_load(
     request: Request, services: ServicesDep, model_name: FromPath[str]
 ) -> Response:
-    check_admin(request, services.settings)
+    sibling = _from_sibling(request, services)
+    if not sibling:
+        check_admin(request, services.settings)
     params = await _optional_json(request)
     extra = sorted(set(params) - {"parameters"})
     if extra:
         raise BadRequest(f"unexpected field(s) {extra}; the load request takes `parameters`")
-    await services.repository.load(model_name)
+    if sibling:
+        await services.repository.load(model_name)
+    else:
+        await load_everywhere(services, model_name)
     return json_response({})
 
 
@@ -63,10 +71,19 @@ async def repository_load(
 async def repository_unload(
     request: Request, services: ServicesDep, model_name: FromPath[str]
 ) -> Response:
-    check_admin(request, services.settings)
+    sibling = _from_sibling(request, services)
+    if not sibling:
+        check_admin(request, services.settings)
     await _optional_json(request)
-    await services.repository.unload(model_name)
+    if sibling:
+        await services.repository.unload(model_name)
+    else:
+        await unload_everywhere(services, model_name)
     return json_response({})
+
+
+def _from_sibling(request: Request, services: Services) -> bool:
+    return services.siblings is not None and services.siblings.is_sibling_call(request.headers)
 
 
 def stats_body(repository: ModelRepository, name: str | None, version: str | None) -> dict:
@@ -85,31 +102,46 @@ def stats_body(repository: ModelRepository, name: str | None, version: str | Non
     return {"model_stats": [m.stats.as_triton() for m in models]}
 
 
-def _stats(repository: ModelRepository, name: str | None, version: str | None) -> Response:
-    return json_response(stats_body(repository, name, version))
+async def stats_everywhere(
+    services: Services, name: str | None, version: str | None, *, local: bool = False
+) -> dict:
+    """`stats_body` of this worker, summed with every sibling's unless `local`."""
+    body = stats_body(services.repository, name, version)
+    if local or services.siblings is None:
+        return body
+    path = "/v2/models" + (f"/{name}" if name else "") + (f"/versions/{version}" if version else "")
+    return await gather_stats(services, path + "/stats", body)
 
 
-@get("/v2/models/stats", sync_to_thread=False)
-def all_stats(services: ServicesDep) -> Response:
-    return _stats(services.repository, None, None)
-
-
-@get("/v2/models/{model_name:str}/stats", sync_to_thread=False)
-def model_stats(services: ServicesDep, model_name: FromPath[str]) -> Response:
-    return _stats(services.repository, model_name, None)
-
-
-@get("/v2/models/{model_name:str}/versions/{model_version:str}/stats", sync_to_thread=False)
-def model_version_stats(
-    services: ServicesDep, model_name: FromPath[str], model_version: FromPath[str]
+async def _stats(
+    request: Request, services: Services, name: str | None, version: str | None
 ) -> Response:
-    return _stats(services.repository, model_name, model_version)
+    local = _from_sibling(request, services)
+    return json_response(await stats_everywhere(services, name, version, local=local))
+
+
+@get("/v2/models/stats")
+async def all_stats(request: Request, services: ServicesDep) -> Response:
+    return await _stats(request, services, None, None)
+
+
+@get("/v2/models/{model_name:str}/stats")
+async def model_stats(
+    request: Request, services: ServicesDep, model_name: FromPath[str]
+) -> Response:
+    return await _stats(request, services, model_name, None)
+
+
+@get("/v2/models/{model_name:str}/versions/{model_version:str}/stats")
+async def model_version_stats(
+    request: Request, services: ServicesDep, model_name: FromPath[str], model_version: FromPath[str]
+) -> Response:
+    return await _stats(request, services, model_name, model_version)
 
 
 @get("/metrics", sync_to_thread=False)
 def metrics(services: ServicesDep) -> Response:
-    data = generate_latest(services.metrics.registry)
-    return Response(content=data, media_type=CONTENT_TYPE_LATEST)
+    return Response(content=services.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 V2_REPOSITORY_ROUTES = [

@@ -22,11 +22,14 @@ __all__ = ["Catalog", "Retrieval", "load_embeddings", "load_json", "load_npy"]
 
 
 def load_npy(folder: Path, name: str) -> np.ndarray:
-    """The artifact `name` of `folder` as an array; a missing or unreadable file is a
-    ModelLoadError naming it."""
+    """The artifact `name` of `folder` as an array, memory-mapped: every worker reads the one
+    copy in the page cache. Copy-on-write ("c", not "r"): the pages stay shared unless written,
+    and the arrays keep the writeable type that the Numba kernels were compiled (and warmed) for.
+    A missing or unreadable file is a ModelLoadError naming it. Artifacts are replaced by
+    publishing a new folder (a rename), never rewritten in place under a running server."""
     path = artifact_path(folder, name)
     try:
-        return np.load(path, allow_pickle=False)
+        return np.asarray(np.load(path, mmap_mode="c", allow_pickle=False))
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{path}: {exc}") from None
 
@@ -45,7 +48,7 @@ class Catalog:
         self.ids: list[str] = load_json(folder, files.item_ids)
         self.titles: list[str] = load_json(folder, files.item_titles)
         prices = load_npy(folder, files.item_prices)
-        self.prices = prices.astype(np.float32)
+        self.prices = prices.astype(np.float32, copy=False)
         if not (len(self.ids) == len(self.titles) == len(self.prices)):
             raise ModelLoadError(
                 f"{folder}: {files.item_ids} ({len(self.ids)}), {files.item_titles} "
@@ -88,7 +91,7 @@ def load_embeddings(folder: Path, name: str, n_items: int) -> ItemMatrix:
             f"{folder}: {name} has shape {list(emb.shape)}; expected [{n_items}, dim] "
             "(one row per catalogue item)"
         )
-    return ItemMatrix.from_array(emb.astype(np.float32))
+    return ItemMatrix.from_array(emb.astype(np.float32, copy=False))
 
 
 @dataclass(frozen=True, eq=False)

@@ -13,7 +13,9 @@ import onnxruntime as ort
 from server.contract.dtypes import ONNX_TO_CONFIG
 from server.contract.model_config import ModelConfig, TensorConfig
 from server.errors import ModelLoadError
+from server.runtime.placement import Placement
 from server.runtime.providers import providers_for
+from server.runtime.weights import external_weights_model
 
 __all__ = ["OrtModel"]
 
@@ -48,14 +50,21 @@ class OrtModel:
     """`count` InferenceSessions of one ONNX file; `run(inputs, instance)` is thread-safe per
     instance and is called from the batcher's executor threads (ORT releases the GIL)."""
 
-    def __init__(self, path: Path, config: ModelConfig, device_setting: str = "auto") -> None:
+    def __init__(
+        self,
+        path: Path,
+        config: ModelConfig,
+        device_setting: str = "auto",
+        placement: Placement | None = None,
+    ) -> None:
         self.path = path
         self.config = config
+        placement = placement or Placement()
         group = config.instances
         opt = config.optimization
         options = ort.SessionOptions()
         options.graph_optimization_level = _GRAPH_LEVEL[opt.graph_level]
-        options.intra_op_num_threads = opt.intra_op_threads
+        options.intra_op_num_threads = placement.intra_op_threads(opt.intra_op_threads, config.name)
         options.inter_op_num_threads = opt.inter_op_threads
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         # spinning pool threads steal the core the event loop needs on small machines
@@ -63,11 +72,18 @@ class OrtModel:
         options.log_severity_level = 3
         device_id = group.gpus[0] if group.gpus else 0
         providers = providers_for(group.kind, device_setting, device_id)
-        self.sessions: list[ort.InferenceSession] = []
+        source = path
         try:
+            if placement.weights_dir is not None and providers == ["CPUExecutionProvider"]:
+                source = external_weights_model(
+                    path, placement.weights_dir, options.graph_optimization_level, opt.graph_level
+                )
+                # already optimized: again would copy fused weights out of the mapped file
+                options.graph_optimization_level = _GRAPH_LEVEL["disable"]
+            self.sessions: list[ort.InferenceSession] = []
             for _ in range(group.count):
                 self.sessions.append(
-                    ort.InferenceSession(str(path), sess_options=options, providers=providers)
+                    ort.InferenceSession(str(source), sess_options=options, providers=providers)
                 )
         except Exception as exc:
             raise ModelLoadError(f"{path}: ONNX Runtime could not load the model: {exc}") from exc
