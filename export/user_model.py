@@ -1,7 +1,7 @@
 """`shopserve export model`: a user's own model into the repository, validated and optionally int8.
 
     shopserve export model --out DIR --name NAME --factory package.module:factory [--state-dict W.pt]
-        --input features:fp32:64 --output score:fp32:1 [--max-batch-size 256] [--quantize]
+        --input features:fp32:64 --output score:fp32:1 [--max-batch-size 256] [--quantize] [--fp16]
     shopserve export model --out DIR --name NAME --hf HF_FOLDER [--pooling mean]
     shopserve export model --out DIR --name NAME --factory ... --spec spec.json
 
@@ -10,8 +10,12 @@ Tensors are `name:dtype:dims` with dims after the batch dim, comma-separated, -1
 as JSON: {"inputs": [{"name", "dtype", "dims", "pad_value"?}], "outputs": [...], "max_batch_size"}.
 The export is checked against the source model on random inputs (cosine and max abs difference);
 `--quantize` adds dynamic int8 behind the same gate as the built-in families (mean cosine to the
-source >= 0.99). The model lands in a new numeric version folder, so a running server picks it up
-through the repository API (load / reload) with no further step.
+source >= 0.99). `--fp16` also writes `model_fp16.onnx` beside it (fp16 weights and activations,
+fp32 inputs and outputs) for CUDA sessions, which load it in place of `model.onnx` (config
+`optimization.cuda_fp16`, docs/gpu.md); it is checked against the source model like the others
+(mean cosine >= 0.999) on ONNX Runtime's CPU provider. The model lands in a new numeric version
+folder, so a running server picks it up through the repository API (load / reload) with no
+further step.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ _DTYPES = {
 }
 HELD_OUT_ROWS = 32
 LATENCY_RUNS = 50
+FP16_MIN_COSINE = 0.999
+FP16_FILE = "model_fp16.onnx"  # server/runtime/session.py::fp16_variant of model.onnx
 
 
 def parse_tensor(text: str) -> dict:
@@ -73,6 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch-size", type=int, default=64)
     p.add_argument(
         "--quantize", action="store_true", help="dynamic int8 (per-channel MatMul/Gemm), gated"
+    )
+    p.add_argument(
+        "--fp16",
+        action="store_true",
+        help=f"also write {FP16_FILE} for CUDA sessions (fp16 inside, fp32 at the edges), checked",
     )
     p.add_argument("--allow-regression", action="store_true")
     return p
@@ -248,6 +259,49 @@ def quantize_checked(fp32: Path, probe: Probe, path: Path) -> tuple[Row, Rule]:
     return row, rule
 
 
+def fp16_checked(fp32: Path, probe: Probe, path: Path) -> tuple[Row, Rule, dict]:
+    """The fp16 variant of the fp32 export at `path`, compared with the source model on ONNX
+    Runtime's CPU provider (it runs fp16 graphs, slowly: no latency is recorded, the GPU's is
+    what counts); (row, rule, what the card records)."""
+    import onnx
+
+    onnx_tools.convert_fp16(fp32, path)
+    graph = onnx.load(str(path), load_external_data=False).graph
+    elem = onnx.TensorProto.DataType.Name
+    dtypes = {
+        "inputs": sorted({elem(i.type.tensor_type.elem_type) for i in graph.input}),
+        "outputs": sorted({elem(o.type.tensor_type.elem_type) for o in graph.output}),
+        "weights": sorted({elem(t.data_type) for t in graph.initializer}),
+    }
+    got = onnx_tools.session(path).run(None, probe.feeds)
+    cos = _mean_cos(probe.reference, got)
+    diff = max(
+        float(np.max(np.abs(r - g))) if r.size else 0.0
+        for r, g in zip(probe.reference, got, strict=True)
+    )
+    row = Row(
+        "student-fp16",
+        cos,
+        {"mean_cosine": cos, "max_abs_diff": round(diff, 6)},
+        size_bytes=path.stat().st_size,
+        note=f"{FP16_FILE}: loaded by CUDA sessions in place of model.onnx; checked on CPU",
+    )
+    rule = Rule(
+        f"student-fp16 mean cosine to the source model >= {FP16_MIN_COSINE}",
+        cos,
+        FP16_MIN_COSINE,
+        cos >= FP16_MIN_COSINE,
+    )
+    record = {
+        "file": FP16_FILE,
+        "mean_cosine": cos,
+        "max_abs_diff": round(diff, 6),
+        "checked_on": "CPUExecutionProvider",
+        "dtypes": dtypes,
+    }
+    return row, rule, record
+
+
 # -- the repository ------------------------------------------------------------------------------
 
 
@@ -276,9 +330,19 @@ def _card(spec: OnnxSpec, rows: list[Row], rules: list[Rule], argv: list[str], e
     )
 
 
-def _publish(folder: Path, version: int, served: Path, spec: OnnxSpec, notes: dict, card: Card):
+def _publish(
+    folder: Path,
+    version: int,
+    served: Path,
+    spec: OnnxSpec,
+    notes: dict,
+    card: Card,
+    fp16: Path | None = None,
+):
     (folder / str(version)).mkdir(parents=True, exist_ok=True)
     shutil.copyfile(served, folder / str(version) / "model.onnx")
+    if fp16 is not None:
+        shutil.copyfile(fp16, folder / str(version) / FP16_FILE)
     (folder / CONFIG_FILE).write_bytes(encode_config(spec.config(notes)))
     card.write(folder)
 
@@ -303,6 +367,11 @@ def main(argv: list[str]) -> int:
             rows.append(q_row)
             rules.append(q_rule)
         extra = {"export_check": check.to_dict(), "version": version}
+        fp16 = Path(tmp) / FP16_FILE if a.fp16 else None
+        if fp16 is not None:
+            h_row, h_rule, extra["fp16"] = fp16_checked(Path(tmp) / "model.onnx", probe, fp16)
+            rows.append(h_row)
+            rules.append(h_rule)
         card = _card(spec, rows, rules, argv, extra)
         if not card.gate["passed"] and not a.allow_regression:
             failed = [r.rule for r in rules if not r.passed]
@@ -313,7 +382,9 @@ def main(argv: list[str]) -> int:
             return 1
         variant = "student-int8" if a.quantize else "student"
         notes = {"source": a.factory or str(a.hf), "variant": variant}
-        _publish(folder, version, served, spec, notes, card)
+        if fp16 is not None:
+            notes["cuda_variant"] = f"student-fp16 ({FP16_FILE})"
+        _publish(folder, version, served, spec, notes, card, fp16)
     verdict = "passed" if card.gate["passed"] else "FAILED, allowed"
     print(f"{a.name}: version {version} written to {folder} (gate {verdict})")
     return 0

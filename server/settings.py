@@ -57,8 +57,11 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # ready only when every model and pipeline that should be loaded is READY (Triton's
     # --strict-readiness); false: when the server is up and at least one is
     strict_readiness: bool = True
-    # "auto": cuda when it loads; "cpu": never try cuda (quiet start on CPU-only machines)
-    device: Literal["auto", "cpu"] = "auto"
+    # where a model whose config leaves `instance_group kind` at KIND_AUTO runs (docs/gpu.md):
+    # "auto": where CUDA loads, timed on CPU and CUDA at the batcher's sizes at load and run on
+    # the faster per batch size (small batches may stay on the CPU); without CUDA, the CPU.
+    # "cuda": CUDA whenever it loads, unmeasured. "cpu": never try CUDA
+    device: Literal["auto", "cuda", "cpu"] = "auto"
     # ASGI server choices, measured in docs/performance.md
     http: Literal["httptools", "h11", "auto"] = "httptools"
     loop: Literal["uvloop", "asyncio", "auto"] = "uvloop"

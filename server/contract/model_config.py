@@ -129,6 +129,10 @@ class Optimization(_Base, frozen=True):
     intra_op_threads: Annotated[int, Meta(ge=0, le=256)] | None = None
     inter_op_threads: Annotated[int, Meta(ge=0, le=256)] = 1  # extension
     io_binding: Literal["auto", "on", "off"] = "auto"  # extension: "auto" binds on GPU only
+    # extension: "auto": a CUDA session loads the fp16 variant that `shopserve export model --fp16`
+    # writes beside the model (`model.onnx` -> `model_fp16.onnx`) when it is there; CPU sessions
+    # always load the model itself. "off": CUDA loads the model itself too
+    cuda_fp16: Literal["auto", "off"] = "auto"
 
 
 class _Latest(_Base, frozen=True):

@@ -8,6 +8,7 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ class LoadedModel:
         self.runner = runner
         # what a V2 request may ask for: the config's outputs, else the graph's (read per request)
         self.output_names = [t.name for t in config.output] or list(runner.output_names)
-        self.stats = ModelStats(config.name, version, metrics)
+        self.stats = ModelStats(config.name, version, metrics, runner.choice.parameters())
         self.latency = LatencyModel()
         self._executor = ThreadPoolExecutor(
             max_workers=runner.instances, thread_name_prefix=f"ort-{config.name}-{version}"
@@ -103,6 +104,20 @@ class LoadedModel:
     @property
     def device(self) -> str:
         return self.runner.device
+
+    def device_parameters(self) -> dict[str, str]:
+        """Where this version runs and why (`/config`, metadata, statistics)."""
+        return self.runner.choice.parameters()
+
+    def instance_groups(self) -> list[dict[str, Any]]:
+        """Triton's instance groups as served: the kind each device's sessions really got (a
+        model split by batch size has a CPU group and a GPU group)."""
+        count = self.runner.instances
+        return [
+            {"name": f"{self.name}_{i}", "count": count, "kind": kind}
+            | ({"gpus": [self.runner.device_id]} if kind == "KIND_GPU" else {})
+            for i, kind in enumerate(self.runner.choice.kinds)
+        ]
 
     @property
     def max_batch_size(self) -> int:

@@ -43,8 +43,16 @@ class _BatchStat:
 class ModelStats:
     """Counters of one model version; the BatchObserver of its batcher."""
 
-    def __init__(self, name: str, version: int, metrics: Metrics | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        version: int,
+        metrics: Metrics | None,
+        device: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
+        # where the version runs and why: strings, which summing across workers leaves as they are
+        self.device = dict(device or {})
         self.version = version
         self.last_inference_ms = 0
         self.inference_count = 0
@@ -167,5 +175,6 @@ class ModelStats:
                 "rejected": self.rejected,
                 "expired": self.expired,
                 "isolations": self.isolations,
+                **self.device,
             },
         }

@@ -85,6 +85,7 @@ class InferenceService:
 
     async def ModelMetadata(self, request: Any, context: Context) -> Any:
         body = metadata_body(self.services.repository, request.name, request.version or None)
+        body.pop("parameters", None)  # the card's verdict: REST only, gRPC's ModelConfig has it
         return json_format.ParseDict(body, pb.ModelMetadataResponse())
 
     async def ModelConfig(self, request: Any, context: Context) -> Any:

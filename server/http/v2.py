@@ -134,6 +134,14 @@ def model_version_ready(
     return json_response({"name": model_name, "version": model_version, "ready": True})
 
 
+def _served_config(model: LoadedModel) -> dict[str, Any]:
+    """The config as served: the instance groups each device really got (Triton, too, resolves
+    KIND_AUTO), and the device choice beside the card's verdict in `parameters`."""
+    body = triton_config(model.config, {**(_verdict(model) or {}), **model.device_parameters()})
+    body["instance_group"] = model.instance_groups()
+    return body
+
+
 def config_body(repository: ModelRepository, name: str, version: str | None) -> dict[str, Any]:
     """A model's Triton config (REST and gRPC); without a version, the config as read even when
     no version is served."""
@@ -141,10 +149,10 @@ def config_body(repository: ModelRepository, name: str, version: str | None) -> 
         entry = repository.entry(name)
         if entry.config is None:
             raise ModelNotReady(f"model '{name}' has no valid config: {entry.reason}")
-        latest = entry.versions[max(entry.versions)] if entry.versions else None
-        return triton_config(entry.config, _verdict(latest) if latest is not None else None)
-    model = repository.get(name, version)
-    return triton_config(model.config, _verdict(model))
+        if not entry.versions:
+            return triton_config(entry.config)
+        return _served_config(entry.versions[max(entry.versions)])
+    return _served_config(repository.get(name, version))
 
 
 @get("/v2/models/{model_name:str}/config", sync_to_thread=False)

@@ -1,4 +1,4 @@
-"""Which ONNX Runtime execution provider a model gets.
+"""Which ONNX Runtime execution providers a model is tried on.
 
 onnxruntime-gpu lists CUDAExecutionProvider as available even where there is no GPU, and asking
 for it there logs an error before falling back; so we probe the driver library first and decide
@@ -9,8 +9,15 @@ from __future__ import annotations
 
 import ctypes
 import functools
+from typing import Literal
 
-__all__ = ["cuda_driver_present", "providers_for"]
+__all__ = ["CPU", "DevicePlan", "cuda_driver_present", "cuda_provider", "device_plan"]
+
+CPU = "CPUExecutionProvider"
+
+DevicePlan = Literal["cpu", "cuda", "try_cuda", "measure"]
+"""cpu: CPU sessions only. cuda: CUDA required (KIND_GPU), a clear load error otherwise.
+try_cuda: CUDA when it loads, else CPU. measure: both when CUDA loads, timed, then chosen."""
 
 
 @functools.cache
@@ -22,15 +29,21 @@ def cuda_driver_present() -> bool:
     return True
 
 
-def providers_for(kind: str, device_setting: str = "auto", device_id: int = 0) -> list:
-    """The provider list to ask for, given the instance kind and the server's device setting."""
-    cuda = ("CUDAExecutionProvider", {"device_id": device_id})
-    if kind == "KIND_CPU" or device_setting == "cpu":
-        if kind == "KIND_GPU":
-            return [cuda]  # the caller reports the failure clearly
-        return ["CPUExecutionProvider"]
+def cuda_provider(device_id: int) -> tuple[str, dict]:
+    return ("CUDAExecutionProvider", {"device_id": device_id})
+
+
+def device_plan(kind: str, device_setting: str = "auto") -> tuple[DevicePlan, str]:
+    """What to try for a model of instance-group `kind` under the server's `device` setting, and
+    why (the reason is logged and shown in the model's parameters)."""
     if kind == "KIND_GPU":
-        return [cuda]
-    if cuda_driver_present():
-        return [cuda, "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
+        return "cuda", "instance_group kind KIND_GPU"
+    if kind == "KIND_CPU":
+        return "cpu", "instance_group kind KIND_CPU"
+    if device_setting == "cpu":
+        return "cpu", "setting device = cpu"
+    if not cuda_driver_present():
+        return "cpu", "no CUDA driver"
+    if device_setting == "cuda":
+        return "try_cuda", "setting device = cuda"
+    return "measure", "measured"

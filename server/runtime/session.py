@@ -1,23 +1,34 @@
 """ONNX Runtime sessions for one model version: `count` instances, the device decided from what
-each session really got, IO binding on the GPU, warm-up over the batch sizes the batcher uses."""
+each session really got (and, where both providers exist, by timing the model on each:
+server/runtime/device_choice.py), IO binding on the GPU, an fp16 variant on CUDA when export wrote
+one, warm-up over the batch sizes the batcher uses."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import onnxruntime as ort
 
 from server.contract.dtypes import ONNX_TO_CONFIG
 from server.contract.model_config import ModelConfig, TensorConfig
 from server.errors import ModelLoadError
+from server.runtime.device_choice import (
+    DeviceChoice,
+    choose_device,
+    measure_curve,
+    pinned,
+    shared_choice,
+)
 from server.runtime.placement import Placement
-from server.runtime.providers import providers_for
+from server.runtime.providers import CPU, cuda_provider, device_plan
 from server.runtime.weights import external_weights_model
 
-__all__ = ["OrtModel"]
+__all__ = ["OrtModel", "fp16_variant"]
 
 log = logging.getLogger("shopserve.runtime")
 
@@ -27,8 +38,7 @@ _GRAPH_LEVEL = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
-
-
+_CUDA = "CUDAExecutionProvider"
 _OBJECT = np.dtype(object)
 
 
@@ -46,9 +56,16 @@ def _wire_strings(arr: np.ndarray) -> np.ndarray:
     return np.array(flat, dtype=object).reshape(arr.shape)
 
 
+def fp16_variant(path: Path) -> Path:
+    """Where export writes a model's fp16 variant: `model.onnx` -> `model_fp16.onnx` beside it."""
+    return path.with_name(f"{path.stem}_fp16{path.suffix}")
+
+
 class OrtModel:
-    """`count` InferenceSessions of one ONNX file; `run(inputs, instance)` is thread-safe per
-    instance and is called from the batcher's executor threads (ORT releases the GIL)."""
+    """`count` InferenceSessions of one ONNX file (per device it runs on); `run(inputs, instance)`
+    is thread-safe per instance and is called from the batcher's executor threads (ORT releases
+    the GIL). A model split between devices holds `count` sessions on each and runs every batch
+    where it was measured faster for its row count."""
 
     def __init__(
         self,
@@ -59,61 +76,143 @@ class OrtModel:
     ) -> None:
         self.path = path
         self.config = config
-        placement = placement or Placement()
+        self._placement = placement or Placement()
         group = config.instances
-        opt = config.optimization
+        self.device_id = group.gpus[0] if group.gpus else 0
+        self.cpu_sessions: list[ort.InferenceSession] = []
+        self.cuda_sessions: list[ort.InferenceSession] = []
+        self.cuda_path: Path | None = None
+        plan, why = device_plan(group.kind, device_setting)
+        try:
+            self.choice = self._load(plan, why)
+        except ModelLoadError:
+            raise
+        except Exception as exc:
+            raise ModelLoadError(f"{path}: ONNX Runtime could not load the model: {exc}") from exc
+        # the device a batch of the largest size runs on: what most of the work sees
+        self.device = "cuda" if self.cuda_sessions else "cpu"
+        self.sessions = self.cuda_sessions or self.cpu_sessions
+        binding = config.optimization.io_binding
+        self._bind = {"cpu": binding == "on", "cuda": binding != "off"}
+        self.output_names = [o.name for o in self.sessions[0].get_outputs()]
+        log.info(
+            "loaded %s, %d instance(s), io_binding=%s: %s",
+            path,
+            group.count,
+            self.io_binding,
+            self.choice.summary(),
+        )
+
+    # -- sessions and the device ------------------------------------------------------------------
+
+    def _options(self, level: str | None = None) -> ort.SessionOptions:
+        opt = self.config.optimization
         options = ort.SessionOptions()
-        options.graph_optimization_level = _GRAPH_LEVEL[opt.graph_level]
-        options.intra_op_num_threads = placement.intra_op_threads(opt.intra_op_threads, config.name)
+        options.graph_optimization_level = _GRAPH_LEVEL[level or opt.graph_level]
+        options.intra_op_num_threads = self._placement.intra_op_threads(
+            opt.intra_op_threads, self.config.name
+        )
         options.inter_op_num_threads = opt.inter_op_threads
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         # spinning pool threads steal the core the event loop needs on small machines
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
-        device_id = group.gpus[0] if group.gpus else 0
-        providers = providers_for(group.kind, device_setting, device_id)
-        source = path
-        try:
-            if placement.weights_dir is not None and providers == ["CPUExecutionProvider"]:
-                source = external_weights_model(
-                    path, placement.weights_dir, options.graph_optimization_level, opt.graph_level
-                )
-                # already optimized: again would copy fused weights out of the mapped file
-                options.graph_optimization_level = _GRAPH_LEVEL["disable"]
-            self.sessions: list[ort.InferenceSession] = []
-            for _ in range(group.count):
-                self.sessions.append(
-                    ort.InferenceSession(str(source), sess_options=options, providers=providers)
-                )
-        except Exception as exc:
-            raise ModelLoadError(f"{path}: ONNX Runtime could not load the model: {exc}") from exc
-        got = self.sessions[0].get_providers()
-        self.device = "cuda" if got and got[0] == "CUDAExecutionProvider" else "cpu"
-        if group.kind == "KIND_GPU" and self.device != "cuda":
-            raise ModelLoadError(
-                f"{path}: instance_group kind KIND_GPU but the CUDA provider did not load "
-                f"(session providers: {got}); use KIND_AUTO or KIND_CPU on this machine"
-            )
-        self.device_id = device_id
-        self.io_binding = opt.io_binding == "on" or (
-            opt.io_binding == "auto" and self.device == "cuda"
-        )
-        self.output_names = [o.name for o in self.sessions[0].get_outputs()]
-        self._check_io()
-        log.info(
-            "loaded %s on %s (%s), %d instance(s), io_binding=%s",
-            path,
-            self.device,
-            got[0] if got else "?",
-            group.count,
-            self.io_binding,
-        )
+        return options
 
-    def _check_io(self) -> None:
+    def _cpu(self) -> list[ort.InferenceSession]:
+        options, source = self._options(), self.path
+        weights_dir = self._placement.weights_dir
+        if weights_dir is not None:
+            opt = self.config.optimization
+            level = options.graph_optimization_level
+            source = external_weights_model(self.path, weights_dir, level, opt.graph_level)
+            # already optimized: again would copy fused weights out of the mapped file
+            options = self._options("disable")
+        return [
+            ort.InferenceSession(str(source), sess_options=options, providers=[CPU])
+            for _ in range(self.config.instances.count)
+        ]
+
+    def _cuda(self, required: bool) -> list[ort.InferenceSession]:
+        """CUDA sessions, or [] when the provider did not load (an error when `required`)."""
+        source = self.path
+        if self.config.optimization.cuda_fp16 == "auto" and fp16_variant(self.path).is_file():
+            source = fp16_variant(self.path)
+        providers = [cuda_provider(self.device_id)] + ([] if required else [CPU])
+        first = ort.InferenceSession(str(source), self._options(), providers=providers)
+        got = first.get_providers()
+        if not got or got[0] != _CUDA:
+            if required:
+                raise ModelLoadError(
+                    f"{self.path}: instance_group kind KIND_GPU but the CUDA provider did not "
+                    f"load (session providers: {got}); use KIND_AUTO or KIND_CPU on this machine"
+                )
+            return []
+        self.cuda_path = source
+        rest = [
+            ort.InferenceSession(str(source), self._options(), providers=providers)
+            for _ in range(self.config.instances.count - 1)
+        ]
+        return [first, *rest]
+
+    def _load(self, plan: str, why: str) -> DeviceChoice:
+        if plan != "cpu":
+            self.cuda_sessions = self._cuda(required=plan == "cuda")
+            if not self.cuda_sessions:
+                why = "the CUDA provider did not load"
+            else:
+                self._check_io(self.cuda_sessions[0])  # the fp16 variant's too
+                if plan != "measure":
+                    return pinned("cuda", why)
+        self.cpu_sessions = self._cpu()
+        self._check_io(self.cpu_sessions[0])  # before anything runs on it
+        if not self.cuda_sessions:
+            return pinned("cpu", why)
+        cache = self._placement.weights_dir  # the run's directory when there are several workers
+        choice = (
+            self._measure() if cache is None else shared_choice(cache, self._key(), self._measure)
+        )
+        if choice.device == "cpu":
+            self.cuda_sessions = []  # frees the GPU memory its arena holds
+            self.cuda_path = None
+        elif choice.device == "cuda":
+            self.cpu_sessions = []
+        return choice
+
+    def _key(self) -> str:
+        """What a measurement depends on: the files, the config, the share of the cores."""
+        files = [self.path] + ([self.cuda_path] if self.cuda_path else [])
+        stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+        where = (self._placement.workers, self._placement.cores)
+        raw = f"{stats}|{msgspec.json.encode(self.config)!r}|{where}|{ort.__version__}"
+        return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+    def _measure(self) -> DeviceChoice:
+        """Both devices timed at the batcher's sizes (CUDA first: the CPU curve stops early once
+        it is far behind), then `choose_device`."""
+        self.output_names = [o.name for o in self.cpu_sessions[0].get_outputs()]
+        dyn = self.config.model_warmup.dynamic_dim
+        samples = {rows: self.sample_inputs(rows, dyn) for rows in self.warmup_sizes()}
+
+        def on(sessions: list[ort.InferenceSession], device: str):
+            bind = self.config.optimization.io_binding != "off" if device == "cuda" else False
+            return lambda rows: self._run_on(sessions[0], samples[rows], bind, device)
+
+        cuda_ns = measure_curve(on(self.cuda_sessions, "cuda"), samples)
+        cpu_ns = measure_curve(on(self.cpu_sessions, "cpu"), samples, against=cuda_ns)
+        return choose_device(cpu_ns, cuda_ns)
+
+    @property
+    def io_binding(self) -> bool:
+        return self._bind[self.device]
+
+    # -- the config against the graph --------------------------------------------------------------
+
+    def _check_io(self, session: ort.InferenceSession) -> None:
         """The config must agree with the graph: names, dtypes, and static dims."""
         batch = self.config.max_batch_size > 0
-        graph_inputs = {i.name: i for i in self.sessions[0].get_inputs()}
-        graph_outputs = {o.name: o for o in self.sessions[0].get_outputs()}
+        graph_inputs = {i.name: i for i in session.get_inputs()}
+        graph_outputs = {o.name: o for o in session.get_outputs()}
         for kind, tensors, graph in (
             ("input", self.config.input, graph_inputs),
             ("output", self.config.output, graph_outputs),
@@ -154,29 +253,39 @@ class OrtModel:
                     f"{self.path}: {kind} `{t.name}` dims {t.dims} do not match the model's {shape}"
                 )
 
+    # -- running ---------------------------------------------------------------------------------
+
     @property
     def instances(self) -> int:
         return len(self.sessions)
 
     def run(self, inputs: dict[str, np.ndarray], instance: int = 0) -> dict[str, np.ndarray]:
-        session = self.sessions[instance]
+        rows = 1
+        if self.config.max_batch_size > 0 and inputs:
+            rows = len(next(iter(inputs.values())))
+        device = self.choice.device_for(rows)
+        sessions = self.cuda_sessions if device == "cuda" else self.cpu_sessions
         inputs = {k: _ort_strings(v) if v.dtype == _OBJECT else v for k, v in inputs.items()}
-        if self.io_binding:
-            binding = session.io_binding()
-            for name, value in inputs.items():
-                binding.bind_cpu_input(name, np.ascontiguousarray(value))
-            for name in self.output_names:
-                binding.bind_output(
-                    name, self.device if self.device == "cuda" else "cpu", self.device_id
-                )
-            session.run_with_iobinding(binding)
-            values = binding.copy_outputs_to_cpu()
-        else:
-            values = session.run(self.output_names, inputs)
+        values = self._run_on(sessions[instance], inputs, self._bind[device], device)
         return {
             k: _wire_strings(v) if v.dtype == _OBJECT else v
             for k, v in zip(self.output_names, values, strict=True)
         }
+
+    def _run_on(
+        self, session: ort.InferenceSession, inputs: dict[str, np.ndarray], bind: bool, device: str
+    ) -> list[np.ndarray]:
+        if not bind:
+            return session.run(self.output_names, inputs)
+        binding = session.io_binding()
+        for name, value in inputs.items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        for name in self.output_names:
+            binding.bind_output(name, device, self.device_id if device == "cuda" else 0)
+        session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()
+
+    # -- warm-up ---------------------------------------------------------------------------------
 
     def sample_inputs(self, rows: int, dynamic_dim: int) -> dict[str, np.ndarray]:
         """Inputs of the right dtypes and shapes (pad values; dynamic dims at `dynamic_dim`)."""
@@ -209,7 +318,8 @@ class OrtModel:
         return sorted(sizes)
 
     def warmup(self) -> dict[int, int]:
-        """Run every instance over the warm-up sizes; return the best run time (ns) per size."""
+        """Run every instance over the warm-up sizes; return the best run time (ns) per size
+        (on the device each size runs on)."""
         timings: dict[int, int] = {}
         dyn = self.config.model_warmup.dynamic_dim
         for rows in self.warmup_sizes():

@@ -75,3 +75,23 @@ def test_answers_are_counted_in_metrics(client, server):
     text = generate_latest(server.app.state.metrics.registry).decode()
     assert 'shopserve_grpc_requests_total{code="ok",method="ServerLive",status="OK"}' in text
     assert 'shopserve_inference_request_success_total{model="mlp",version="1"}' in text
+
+
+def test_a_model_with_a_card_carries_its_verdict_in_the_grpc_config(repo_copy):
+    """REST metadata adds the card's verdict as `parameters`, which gRPC's metadata message
+    lacks: gRPC answers the metadata without it and carries it in ModelConfig.parameters."""
+    import json
+
+    from tests.server.grpc.conftest import serve
+
+    gate = {"passed": False, "rules": [], "served": "student", "tier": "preview"}
+    (repo_copy / "mlp" / "card.json").write_text(json.dumps({"gate": gate}))
+    for app in serve(repo_copy, load_models=["mlp"], model_control_mode="explicit"):
+        c = grpcclient.InferenceServerClient(app.url)
+        try:
+            assert c.get_model_metadata("mlp").name == "mlp"
+            params = c.get_model_config("mlp").config.parameters
+            assert params["gate"].string_value == "failed"
+            assert params["tier"].string_value == "preview"
+        finally:
+            c.close()
