@@ -9,7 +9,6 @@ import pytest
 from litestar.testing import TestClient
 
 from server.app import create_app
-from server.contract.pipelines import load_pipeline_spec
 from server.settings import Settings
 from tests.server.http.helpers import assert_error
 from tests.server.http.v1_checks import GENEROUS, ok
@@ -120,21 +119,3 @@ def test_a_missing_cancellation_pipeline_is_404_not_a_wrong_answer(tmp_path):
     with TestClient(create_app(settings, models=shop.models)) as c:
         assert_error(c.post("/v1/score", json=_cancel()), 404, "score_cancellation")
         assert c.post("/v1/score", json={"session": SESSION}).status_code == 200
-
-
-# -- over the quick-built models (`shopserve export all --quick`) ----------------------------------
-
-
-@pytest.mark.slow
-def test_quick_built_cancellation_model_answers_with_exact_contributions(shop_repo):
-    pytest.importorskip("torch")
-    _, spec = load_pipeline_spec(shop_repo / "score_cancellation" / "pipeline.toml")
-    settings = Settings(model_repository=str(shop_repo), device="cpu", budgets_ms=GENEROUS)
-    with TestClient(create_app(settings)) as c:
-        for line in (_cancel(), _cancel(customer_id=None, stock_code="NOSUCH")):
-            body = ok(c.post("/v1/score", json=line))
-            assert 0.0 < body["probability"] < 1.0
-            assert body["threshold"] == spec.threshold
-            assert body["model_versions"] == {"cancellation_risk": "1"}
-            assert_explained(body, N_FEATURES)
-        assert_error(c.post("/v1/score", json={"order_line": ORDER_LINE}), 400, "$.order_line")
