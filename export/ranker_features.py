@@ -1,14 +1,21 @@
 """The ranker's features: derived item and user tables, retrieval of candidates, and the kernel.
 
-Online Retail has no categories or user attributes; they are derived here:
-- item category: k-means over the MiniLM embeddings of the item descriptions;
-- item price: median unit price; item popularity: invoices;
-- user features from the customer's events before the query (never the target): frequency
-  (events), distinct items, monetary value (sum of item prices), mean price paid, country code;
-- user-category affinity: share of the user's events in each category;
+Online Retail has no categories or user attributes; they are derived here, and no table holds
+anything a query's target could have put there:
+- item category: k-means over the MiniLM embeddings of the item descriptions (catalogue text);
+- item popularity and price: events and median unit price paid over the TRAINING events only
+  (every customer's events before their validation item: leave-one-out's training sequences);
+  an item without a training event gets the median price of all training events;
+- user features from the customer's events before the query's target (a per-customer prefix):
+  frequency (events), distinct items, monetary value (sum of unit prices paid), mean price paid,
+  country (the most frequent in the prefix);
+- user-category affinity: share of the prefix's events in each category;
 - recent item / category: decayed counts over the last `RANKING.recent_items` history items with
   age = `RANKING.recent_age_step_s` (1 day) per step back (position-based, so serving computes
   the same from a history without timestamps).
+Training queries use the prefixes before each validation target; test queries and the PUBLISHED
+tables the prefixes before each test target (training events + the validation item): no test
+target is in any table (tests/export/test_ranker_leakage.py removes them and compares).
 The artifacts are written with the names of `RANKING` (a `RankingSpec`), into the ranker's
 version folder, where the recommend pipeline reads them.
 """
@@ -34,23 +41,23 @@ __all__ = [
     "Queries",
     "Retriever",
     "build_tables",
-    "customer_countries",
     "feature_spec",
     "item_categories",
+    "item_table",
     "ndcg",
     "save_ranking_artifacts",
 ]
 
 DAY_S = 86400.0
 USER_COLS = ["log_events", "log_distinct_items", "log_monetary", "mean_price", "country"]
-ITEM_COLS = ["log_invoices", "price"]
+ITEM_COLS = ["log_train_events", "price"]
 FEATURE_SPEC = FeatureSpec(
     (
         Feature("user_log_events", "user", column=0),
         Feature("user_log_distinct", "user", column=1),
         Feature("user_log_monetary", "user", column=2),
         Feature("user_mean_price", "user", column=3, transform="log1p"),
-        Feature("item_log_invoices", "item", column=0),
+        Feature("item_log_train_events", "item", column=0),
         Feature("item_price", "item", column=1, transform="log1p"),
         Feature("price_ratio", "price_ratio", column=1, column2=3, transform="log1p"),
         Feature("category_affinity", "affinity"),
@@ -106,11 +113,12 @@ def _tfidf_embeddings(titles: list[str], seed: int) -> np.ndarray:
 
 
 def item_categories(opts: ExportOptions, titles: list[str], k: int) -> np.ndarray:
-    """k-means over MiniLM embeddings of the descriptions (cached per build)."""
+    """k-means over MiniLM embeddings of the descriptions (cached per build; TF-IDF + SVD for
+    --quick and the preview tier, whose budget a minute of MiniLM would take)."""
     from sklearn.cluster import KMeans
 
     cache = opts.cache / "item_minilm.npy"
-    if opts.quick:
+    if opts.quick or opts.preview:
         emb = _tfidf_embeddings(titles, opts.seed)
     elif cache.exists():
         emb = np.load(cache)
@@ -120,44 +128,46 @@ def item_categories(opts: ExportOptions, titles: list[str], k: int) -> np.ndarra
     return KMeans(k, n_init=3, random_state=opts.seed).fit_predict(emb).astype(np.int64)
 
 
-def customer_countries(data: RecData) -> np.ndarray:
-    """Each customer's most frequent country, as an index into the sorted country names."""
-    from export.data import load_retail
+def item_table(data: RecData) -> np.ndarray:
+    """[n_items, 2]: log1p(training events), median unit price paid in training events."""
+    train = data.loo.train
+    n = np.bincount(np.concatenate(train), minlength=data.n_items).astype(np.float32)
+    items = np.concatenate(train)
+    paid = np.concatenate([p[: len(s)] for p, s in zip(data.paid, train, strict=True)])
+    price = np.full(data.n_items, np.median(paid), np.float32)
+    order = np.argsort(items, kind="stable")
+    bounds = np.flatnonzero(np.diff(items[order])) + 1
+    for group in np.split(order, bounds):
+        price[items[group[0]]] = np.median(paid[group])
+    return np.stack([np.log1p(n), price], axis=1)
 
-    retail, _ = load_retail()
-    codes = {c: i for i, c in enumerate(sorted(retail["Country"].unique()))}
-    country = retail.groupby("CustomerID")["Country"].agg(lambda s: s.mode().iat[0])
-    return np.array([codes[country[c]] for c in data.customers], np.float32)
 
-
-def _user_row(h: np.ndarray, price: np.ndarray, country: float) -> list[float]:
+def _user_row(items: np.ndarray, paid: np.ndarray, country: np.ndarray) -> list[float]:
     return [
-        np.log1p(len(h)),
-        np.log1p(len(np.unique(h))),
-        np.log1p(price[h].sum()),
-        price[h].mean() if len(h) else 0.0,
-        country,
+        np.log1p(len(items)),
+        np.log1p(len(np.unique(items))),
+        np.log1p(paid.sum()),
+        paid.mean() if len(paid) else 0.0,
+        float(np.bincount(country).argmax()) if len(country) else 0.0,
     ]
 
 
-def build_tables(
-    data: RecData, hists: list[np.ndarray], countries: np.ndarray, category: np.ndarray
-) -> FeatureTables:
-    """User rows (one per history, + row 0 = unknown user) and the item and affinity tables."""
-    price = data.items["price"].to_numpy(np.float32)
-    users = np.zeros((len(hists) + 1, len(USER_COLS)), np.float32)
+def build_tables(data: RecData, prefix: list[int], category: np.ndarray) -> FeatureTables:
+    """User rows from each customer's first `prefix[c]` events (row c + 1; row 0 = unknown
+    user: the mean), the item table from training events, the affinity CSR from the prefixes."""
+    users = np.zeros((len(prefix) + 1, len(USER_COLS)), np.float32)
     indptr, acat, aval = [0, 0], [], []
-    for u, h in enumerate(hists, start=1):
-        users[u] = _user_row(h, price, countries[u - 1])
-        c, n = np.unique(category[h], return_counts=True)
+    for u, n in enumerate(prefix, start=1):
+        h = data.seqs[u - 1][:n]
+        users[u] = _user_row(h, data.paid[u - 1][:n], data.country[u - 1][:n])
+        c, k = np.unique(category[h], return_counts=True)
         acat.extend(c.tolist())
-        aval.extend((n / max(len(h), 1)).tolist())
+        aval.extend((k / max(len(h), 1)).tolist())
         indptr.append(len(acat))
     users[RANKING.unknown_user_row, :4] = users[1:, :4].mean(0)
-    items = np.stack([np.log1p(data.items["count"].to_numpy(np.float32)), price], axis=1)
     return FeatureTables(
         users,
-        items,
+        item_table(data),
         category,
         np.array(indptr, np.int64),
         np.array(acat, np.int64),
@@ -204,6 +214,9 @@ class Queries:
     def __len__(self) -> int:
         return len(self.cands)
 
+    def take(self, idx: np.ndarray) -> Queries:
+        return Queries(self.cands[idx], self.x[idx], self.s[idx], self.y[idx])
+
     def flat(self) -> tuple[np.ndarray, np.ndarray]:
         """(features [q*K, F], retrieval_score [q*K, 1]): the model's two inputs."""
         return self.x.reshape(-1, self.x.shape[2]), self.s.reshape(-1, 1)
@@ -215,7 +228,7 @@ class Retriever:
 
     sess: object
     item_emb: np.ndarray
-    max_len: int
+    max_len: int  # the pipeline's max_history: histories are cut to their last max_len items
     k: int = RANK_CANDIDATES
 
     def top_k(self, hists: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -19,9 +19,12 @@ from export.ranker_features import Queries, ndcg
 from export.training import distillation_loss, fit
 
 __all__ = [
+    "TIERS",
     "DCNv2",
     "MLP",
+    "Plan",
     "QuerySplit",
+    "plan_of",
     "scores",
     "split_queries",
     "train_student",
@@ -140,22 +143,44 @@ def _valid_ndcg(model, split: QuerySplit) -> float:
     return ndcg(scores(model, q.x[v], q.s[v]), q.y[v])
 
 
-def _fit(model, split: QuerySplit, step, *, quick: bool, seed: int, **kw) -> None:
-    fit(
+@dataclass(frozen=True)
+class Plan:
+    """One tier: epochs at most and each run's CPU cap (early stopping usually ends it first)."""
+
+    epochs: int
+    cpu_s: float
+    budget: str  # the wall-clock budget the tier is sized for (the card says it)
+
+
+TIERS = {
+    "quick": Plan(10, 6, "tests only"),
+    "preview": Plan(20, 12, "recommender + ranker ~60 s wall on a quiet 2-core machine"),
+    "full": Plan(40, 45, "2 min wall on a quiet 2-core machine"),
+}
+
+
+def plan_of(opts) -> tuple[str, Plan]:
+    tier = "quick" if opts.quick else opts.tier
+    return tier, TIERS[tier]
+
+
+def _fit(model, split: QuerySplit, step, plan: Plan, *, seed: int, fits: dict, **kw) -> None:
+    r = fit(
         model,
         step,
         len(split.fit),
         partial(_valid_ndcg, model, split),
-        epochs=10 if quick else 40,
+        epochs=plan.epochs,
         batch_size=64,
         seed=seed,
         patience=4,
-        budget_s=6 if quick else 120,
+        budget_s=plan.cpu_s,
         **kw,
     )
+    fits[kw["desc"]] = {"epochs": r.epochs, "valid_ndcg@10": round(r.best_score, 4), "s": r.seconds}
 
 
-def train_teacher(split: QuerySplit, *, quick: bool, seed: int) -> DCNv2:
+def train_teacher(split: QuerySplit, plan: Plan, *, seed: int, fits: dict) -> DCNv2:
     """DCN-v2 on the listwise softmax loss; frozen when done."""
     teacher = DCNv2(*split.standardisation())
     step = partial(_teacher_loss, _Batches.of(split), teacher)
@@ -163,8 +188,9 @@ def train_teacher(split: QuerySplit, *, quick: bool, seed: int) -> DCNv2:
         teacher,
         split,
         step,
-        quick=quick,
+        plan,
         seed=seed,
+        fits=fits,
         lr=2e-3,
         desc="ranker teacher DCN-v2",
         weight_decay=1e-5,
@@ -174,9 +200,9 @@ def train_teacher(split: QuerySplit, *, quick: bool, seed: int) -> DCNv2:
     return teacher
 
 
-def train_student(split: QuerySplit, teacher: DCNv2, *, quick: bool, seed: int) -> MLP:
+def train_student(split: QuerySplit, teacher: DCNv2, plan: Plan, *, seed: int, fits: dict) -> MLP:
     """The MLP on half listwise distillation (T=2), half the listwise label loss."""
     student = MLP(*split.standardisation())
     step = partial(_student_loss, _Batches.of(split), student, teacher)
-    _fit(student, split, step, quick=quick, seed=seed, lr=3e-3, desc="ranker student MLP")
+    _fit(student, split, step, plan, seed=seed, fits=fits, lr=3e-3, desc="ranker student MLP")
     return student

@@ -1,5 +1,5 @@
-"""Review and product text for the text family: loading and splits, token ids, and the serving
-`tokenizer.json` (the data step of `export_text`)."""
+"""Reviews for the text family: loading, the random split, token ids, the build plan of each tier,
+and the serving `tokenizer.json` (the data step of `export_text`)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,12 @@ __all__ = [
     "TASKS",
     "TextData",
     "TextIds",
+    "TextPlan",
     "catalog_items",
     "dataset_card",
     "load_text_data",
+    "plan_for",
+    "random_split",
     "tokenize",
     "tokenize_all",
     "tokenizer_json",
@@ -31,8 +34,7 @@ TASKS = {
     "recommended": ["no", "yes"],
     "department": None,  # the dataset's Department Name values, sorted
 }
-MAX_TOKENS = 128  # what the served tokenizer truncates to (classify and search)
-PRODUCT_TOKENS = 24  # product descriptions and queries are short
+MAX_TOKENS = 128  # the default truncation of a served tokenizer (search keeps it)
 # every text model's input: token ids [batch, tokens], 0 = pad (the mask is computed in-graph)
 VOCAB = 30522  # the BERT uncased WordPiece vocabulary (MiniLM's, shared by every student)
 MAX_POSITIONS = 512  # MiniLM's position table (the students keep it)
@@ -47,18 +49,42 @@ INPUT_IDS = TensorSpec(
     max_value=VOCAB - 1,
     max_dims=(MAX_POSITIONS,),
 )
+SPLIT = (0.70, 0.15, 0.15)  # train / valid / test shares of the reviews a build uses
+
+
+@dataclass(frozen=True)
+class TextPlan:
+    """What a tier of the text family buys: reviews, tokens per review, training, timing runs."""
+
+    reviews: int | None  # None: every cleaned review
+    max_len: int  # tokens per review (training, evaluation and the served tokenizer)
+    epochs: int  # head training epochs (early stopping on validation)
+    budget_s: float  # CPU seconds of head training
+    bench_runs: int  # latency runs per session and batch size
+    bench_s: float  # latency budget per session and batch size
+
+
+# full: 128 tokens hold 88.7% of the reviews whole (96: 62%, 64: 37%; the longest is 169)
+PLANS = {
+    "quick": TextPlan(430, 32, 4, 5, 5, 0.5),
+    "preview": TextPlan(2400, 64, 8, 6, 20, 1.0),
+    "full": TextPlan(None, 128, 20, 45, 60, 3.0),
+}
+
+
+def plan_for(quick: bool, tier: str) -> TextPlan:
+    return PLANS["quick" if quick else tier]
 
 
 @dataclass
 class TextData:
     texts: list[str]
     labels: dict[str, np.ndarray]  # -1 = no label for that task
-    split: dict[str, np.ndarray]
+    split: dict[str, np.ndarray]  # indices into `texts`, disjoint
     label_names: dict[str, list[str]]
-    rows: int
+    rows: int  # cleaned reviews in the dataset (the build may use a subset)
     cleaning: dict
-    products: list[str]
-    queries: list[str]
+    seed: int
 
     @property
     def tasks(self) -> list[str]:
@@ -73,28 +99,18 @@ class TextData:
 
 @dataclass
 class TextIds:
-    """Token ids of every text the family trains or evaluates on."""
+    """Token ids of every review the family trains or evaluates on, per split [n, max_len]."""
 
-    split: dict[str, np.ndarray]  # train/valid/test reviews, [n, max_len]
-    products: np.ndarray  # [n_products, PRODUCT_TOKENS]
-    queries: np.ndarray  # [n_queries, PRODUCT_TOKENS]
+    split: dict[str, np.ndarray]
     max_len: int
 
-    @property
-    def n_texts(self) -> int:
-        return sum(len(v) for v in self.split.values()) + len(self.products)
 
-
-def _queries(df, products: list[str], test: np.ndarray, quick: bool, rng) -> list[str]:
-    """Two-word spans of product descriptions (what a shopper types) and held-out review titles."""
-    spans = []
-    for p in rng.choice(products, size=60 if quick else 600, replace=False):
-        w = p.split()
-        i = int(rng.integers(0, max(1, len(w) - 1)))
-        spans.append(" ".join(w[i : i + 2]))
-    titles = df["Title"].fillna("").str.strip()
-    held_out = [t for t in dict.fromkeys(titles.iloc[test]) if t][: 20 if quick else 400]
-    return list(dict.fromkeys(spans + held_out))
+def random_split(n: int, seed: int, take: int | None = None) -> dict[str, np.ndarray]:
+    """A seeded permutation of `n` rows (its first `take` when given) cut 70/15/15."""
+    order = np.random.default_rng(seed).permutation(n)[: take or n]
+    a = int(round(SPLIT[0] * len(order)))
+    b = a + int(round(SPLIT[1] * len(order)))
+    return {"train": order[:a], "valid": order[a:b], "test": order[b:]}
 
 
 def catalog_items(n: int | None = None):
@@ -104,12 +120,8 @@ def catalog_items(n: int | None = None):
     return items if n is None else items.iloc[:n]
 
 
-def load_text_data(quick: bool, seed: int) -> TextData:
+def load_text_data(plan: TextPlan, seed: int) -> TextData:
     df, rep = load_reviews()
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(df))
-    n_tr, n_va, n_te = (200, 80, 150) if quick else (3000, 800, 1500)
-    tr, va, te = order[:n_tr], order[n_tr : n_tr + n_va], order[n_tr + n_va : n_tr + n_va + n_te]
     depts = sorted(d for d in df["department"].unique() if d)
     dept = df["department"].map({d: i for i, d in enumerate(depts)}).fillna(-1).astype(int)
     labels = {
@@ -117,29 +129,37 @@ def load_text_data(quick: bool, seed: int) -> TextData:
         "recommended": df["recommended"].to_numpy(),
         "department": dept.to_numpy(),
     }
-    products = catalog_items()["Description"].fillna("").str.strip().str.lower().tolist()
-    if quick:
-        products = products[:200]
     return TextData(
         df["text"].tolist(),
         labels,
-        {"train": tr, "valid": va, "test": te},
+        random_split(len(df), seed, plan.reviews),
         {**{k: v for k, v in TASKS.items() if v}, "department": depts},
         rep.rows_out,
         rep.to_dict(),
-        products,
-        _queries(df, products, te, quick, rng),
+        seed,
     )
 
 
-def dataset_card(data: TextData, quick: bool) -> dict:
-    """The reviews' `dataset` entry of a classifier card."""
+def dataset_card(data: TextData, task: str, tier: str) -> dict:
+    """The reviews' `dataset` entry of a classifier card: the split's exact counts."""
     n = {k: len(v) for k, v in data.split.items()}
+    used = sum(n.values())
+    labelled = {k: int((data.y(task, k) >= 0).sum()) for k in n}
+    whole = "all" if used == data.rows else f"a {tier} subset of {used:,} of the"
+    split = (
+        f"random 70/15/15 (seed {data.seed}) of {whole} {data.rows:,} cleaned reviews: "
+        f"train {n['train']:,} / valid {n['valid']:,} / test {n['test']:,}"
+    )
+    if labelled != n:
+        left = sum(n.values()) - sum(labelled.values())
+        split += (
+            f"; {left} without a {task} left out, labelled train {labelled['train']:,} / "
+            f"valid {labelled['valid']:,} / test {labelled['test']:,}"
+        )
     return {
         "name": "Women's E-Commerce Clothing Reviews (Kaggle, CC0)",
-        "rows": data.rows,
-        "split": f"random train/valid/test {n['train']}/{n['valid']}/{n['test']} reviews"
-        + (" (--quick subset)" if quick else " (subset: CPU budget)"),
+        "rows": used,
+        "split": split,
     }
 
 
@@ -150,12 +170,8 @@ def tokenize(tok, texts: list[str], max_len: int) -> np.ndarray:
 
 def tokenize_all(tok, data: TextData, max_len: int) -> TextIds:
     texts = np.array(data.texts, dtype=object)
-    return TextIds(
-        split={s: tokenize(tok, list(texts[ix]), max_len) for s, ix in data.split.items()},
-        products=tokenize(tok, data.products, PRODUCT_TOKENS),
-        queries=tokenize(tok, data.queries, PRODUCT_TOKENS),
-        max_len=max_len,
-    )
+    split = {s: tokenize(tok, list(texts[ix]), max_len) for s, ix in data.split.items()}
+    return TextIds(split=split, max_len=max_len)
 
 
 def tokenizer_json(model_path: str, max_tokens: int = MAX_TOKENS) -> str:

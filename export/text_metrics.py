@@ -1,5 +1,5 @@
-"""Running the text encoders over token ids (torch and ONNX Runtime) and the text cards' metrics:
-macro-F1 for the classifiers, recall@10 against the teacher's top 10 for search."""
+"""Running the text encoders over token ids (torch and ONNX Runtime) and the classifiers' metric,
+macro-F1."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 
 from export.text_data import INPUT_IDS
 
-__all__ = ["embed", "macro_f1", "mean_cosine", "recall", "run_sorted", "topk"]
+__all__ = ["embed", "macro_f1", "run_sorted", "run_sorted_all"]
 
 
 def _length_order(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -36,14 +36,19 @@ def embed(model_fn, ids: np.ndarray, batch: int = 64) -> tuple[np.ndarray, dict[
     return np.concatenate(embs)[inv], {k: np.concatenate(v)[inv] for k, v in logits.items()}
 
 
-def run_sorted(sess, ids: np.ndarray, batch: int = 64) -> np.ndarray:
-    """ONNX Runtime over length-sorted, trimmed batches, the first output in input order."""
+def run_sorted_all(sess, ids: np.ndarray, batch: int = 64) -> list[np.ndarray]:
+    """ONNX Runtime over length-sorted, trimmed batches, every output in input order."""
     lens, order, inv = _length_order(ids)
     outs = []
     for i in range(0, len(ids), batch):
         b = order[i : i + batch]
-        outs.append(sess.run(None, {INPUT_IDS.name: ids[b, : int(lens[b].max())]})[0])
-    return np.concatenate(outs)[inv]
+        outs.append(sess.run(None, {INPUT_IDS.name: ids[b, : int(lens[b].max())]}))
+    return [np.concatenate([o[j] for o in outs])[inv] for j in range(len(outs[0]))]
+
+
+def run_sorted(sess, ids: np.ndarray, batch: int = 64) -> np.ndarray:
+    """ONNX Runtime over length-sorted, trimmed batches, the first output in input order."""
+    return run_sorted_all(sess, ids, batch)[0]
 
 
 def macro_f1(y, pred) -> dict[str, float]:
@@ -55,20 +60,3 @@ def macro_f1(y, pred) -> dict[str, float]:
         "macro_f1": round(float(f1_score(y[m], pred[m], average="macro")), 4),
         "accuracy": round(float(accuracy_score(y[m], pred[m])), 4),
     }
-
-
-def topk(q: np.ndarray, c: np.ndarray, k: int = 10) -> np.ndarray:
-    s = q @ c.T
-    return np.argsort(-s, axis=1)[:, :k]
-
-
-def recall(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean overlap of each row of top-k lists `a` with the reference lists `b`."""
-    return round(
-        float(np.mean([len(set(x) & set(y)) / len(y) for x, y in zip(a, b, strict=True)])), 4
-    )
-
-
-def mean_cosine(pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
-    """Mean row-wise inner product of unit embeddings, over every row of every pair."""
-    return float(np.mean(np.concatenate([(a * b).sum(1) for a, b in pairs])))

@@ -1,29 +1,33 @@
-"""The text family's torch modules: the MiniLM teacher, its truncated student, the graphs that are
-exported from them (one head, the embedding, all heads) and the seed article's LSTM classifier."""
+"""The text family's torch modules: the MiniLM teacher and its first layers, the pass that pools
+every layer the heads read, the review classifier (encoder layers + lexical bag + one linear head
+per task) and the graphs exported from it (one head, every head)."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
 from export import onnx_tools
-from export.text_data import VOCAB
+from export.text_lexical import Lexical
 
 __all__ = [
     "EMBED_DIM",
     "STUDENT_LAYERS",
+    "TEACHER_LAYERS",
     "AllHeads",
+    "Classifier",
     "EmbeddingOnly",
     "Encoder",
     "HeadOnly",
-    "SeedText",
-    "linear_head",
+    "LayerPool",
+    "TaskHead",
     "load_student_bert",
     "load_teacher",
+    "mean_pool",
 ]
 
 EMBED_DIM = 384  # MiniLM-L6's hidden size: the sentence embedding's width
+TEACHER_LAYERS = 6
 STUDENT_LAYERS = 2  # the student keeps the teacher's first layers (top-layer dropping)
 
 
@@ -54,15 +58,10 @@ def load_student_bert(teacher_path: str, layers: int = STUDENT_LAYERS):
     return bert
 
 
-def linear_head(coef: np.ndarray, intercept: np.ndarray, n_classes: int) -> nn.Linear:
-    """A fitted sklearn logistic regression as a torch Linear over the sentence embedding."""
-    if n_classes == 2:  # sklearn's binary LR has one row: logits (0, z) give the same softmax
-        coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.r_[0.0, intercept]
-    head = nn.Linear(EMBED_DIM, n_classes)
-    with torch.no_grad():
-        head.weight.copy_(torch.tensor(coef, dtype=torch.float32))
-        head.bias.copy_(torch.tensor(intercept, dtype=torch.float32))
-    return head
+def mean_pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Unit-length mean of the hidden states `h` [B, T, d] over the real tokens (`mask` [B, T])."""
+    s = (h * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)
+    return s / s.norm(dim=1, keepdim=True).clamp(min=1e-12)
 
 
 class Encoder(nn.Module):
@@ -75,28 +74,17 @@ class Encoder(nn.Module):
 
     def pooled(self, input_ids):
         mask = (input_ids != 0).to(torch.float32)
-        h = self.bert(input_ids=input_ids, attention_mask=mask).last_hidden_state
-        s = (h * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)
-        return s / s.norm(dim=1, keepdim=True).clamp(min=1e-12)
+        return mean_pool(
+            self.bert(input_ids=input_ids, attention_mask=mask).last_hidden_state, mask
+        )
 
     def forward(self, input_ids):
         e = self.pooled(input_ids)
         return e, {k: h(e) for k, h in self.heads.items()}
 
 
-class HeadOnly(nn.Module):
-    """The served classifier graph: input_ids -> logits of one head."""
-
-    def __init__(self, enc: Encoder, task: str):
-        super().__init__()
-        self.enc, self.task = enc, task
-
-    def forward(self, input_ids):
-        return self.enc.heads[self.task](self.enc.pooled(input_ids))
-
-
 class EmbeddingOnly(nn.Module):
-    """The served search encoder graph: input_ids -> unit embedding."""
+    """input_ids -> unit embedding (an `Encoder`'s sentence embedding alone)."""
 
     def __init__(self, enc: Encoder):
         super().__init__()
@@ -106,28 +94,71 @@ class EmbeddingOnly(nn.Module):
         return self.enc.pooled(input_ids)
 
 
-class AllHeads(nn.Module):
-    """The teacher's latency graph: input_ids -> (embedding, logits of every head in `tasks`)."""
+class LayerPool(nn.Module):
+    """The teacher pass: input_ids -> unit mean-pooled outputs of `layers` [B, len(layers), d]
+    (layer k's output is what a student made of the first k layers computes)."""
 
-    def __init__(self, enc: Encoder, tasks: list[str]):
+    def __init__(self, bert, layers: tuple[int, ...]):
         super().__init__()
-        self.enc, self.tasks = enc, tasks
+        self.bert, self.layers = bert, layers
 
     def forward(self, input_ids):
-        e, lg = self.enc(input_ids)
-        return (e, *[lg[k] for k in self.tasks])
+        mask = (input_ids != 0).to(torch.float32)
+        out = self.bert(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
+        return torch.stack([mean_pool(out.hidden_states[k], mask) for k in self.layers], 1)
 
 
-class SeedText(nn.Module):
-    """The seed article's classifier: token embedding -> one LSTM -> linear on the last real step."""
+class TaskHead(nn.Module):
+    """One task's logits: the lexical bag's plus a linear map of the standardised embedding."""
 
-    def __init__(self, n_classes: int):
+    def __init__(self, lexical: Lexical, mean: torch.Tensor, std: torch.Tensor, n_classes: int):
         super().__init__()
-        self.emb = nn.Embedding(VOCAB, 64, padding_idx=0)
-        self.lstm = nn.LSTM(64, 96, batch_first=True)
-        self.out = nn.Linear(96, n_classes)
+        self.lexical = lexical
+        self.register_buffer("mean", mean.to(torch.float32))
+        self.register_buffer("std", std.to(torch.float32))
+        self.dense = nn.Linear(len(mean), n_classes)
 
-    def forward(self, x):
-        h, _ = self.lstm(self.emb(x))
-        last = ((x != 0).sum(1) - 1).clamp(min=0)
-        return self.out(h[torch.arange(len(x)), last])
+    def forward(self, input_ids, pooled):
+        return self.lexical(input_ids) + self.dense((pooled - self.mean) / self.std)
+
+
+class Classifier(nn.Module):
+    """The review classifier: MiniLM layers (frozen) -> unit mean pool -> a `TaskHead` per task."""
+
+    def __init__(self, bert, heads: dict[str, TaskHead]):
+        super().__init__()
+        self.bert = bert
+        self.heads = nn.ModuleDict(heads)
+
+    def pooled(self, input_ids):
+        mask = (input_ids != 0).to(torch.float32)
+        return mean_pool(
+            self.bert(input_ids=input_ids, attention_mask=mask).last_hidden_state, mask
+        )
+
+    def forward(self, input_ids):
+        p = self.pooled(input_ids)
+        return {k: h(input_ids, p) for k, h in self.heads.items()}
+
+
+class HeadOnly(nn.Module):
+    """The served classifier graph: input_ids -> logits of one head."""
+
+    def __init__(self, clf: Classifier, task: str):
+        super().__init__()
+        self.clf, self.task = clf, task
+
+    def forward(self, input_ids):
+        return self.clf.heads[self.task](input_ids, self.clf.pooled(input_ids))
+
+
+class AllHeads(nn.Module):
+    """input_ids -> the logits of every head in `tasks` (one pass for evaluation and timing)."""
+
+    def __init__(self, clf: Classifier, tasks: list[str]):
+        super().__init__()
+        self.clf, self.tasks = clf, tasks
+
+    def forward(self, input_ids):
+        lg = self.clf(input_ids)
+        return tuple(lg[k] for k in self.tasks)

@@ -1,6 +1,6 @@
-"""The export steps shared by the text models: what one run of the family holds after distillation
-(`TextRun`), the teacher's reference graph, export + numeric check, int8 quantization, latency,
-and publishing a model folder (ONNX file, `config.toml` from its `OnnxSpec`, card)."""
+"""The export steps shared by the text models: the graphs every head is evaluated from (the
+student with all its heads, fp32 and each int8 mode), the teacher's reference graph, export +
+numeric check, latency, and publishing a model folder (ONNX file, `config.toml`, card)."""
 
 from __future__ import annotations
 
@@ -16,18 +16,21 @@ from export.onnx_tools import ExportCheck
 from export.options import ExportOptions, finish
 from export.repository import ModelFolder
 from export.specs import OnnxSpec, TensorSpec
-from export.text_data import INPUT_IDS, TextData, TextIds, tokenizer_json
-from export.text_distil import Teacher
-from export.text_metrics import embed, run_sorted
-from export.text_models import EMBED_DIM, AllHeads, Encoder
+from export.text_data import INPUT_IDS, TextData, TextIds, TextPlan, dataset_card
+from export.text_distil import TextModels
+from export.text_metrics import run_sorted, run_sorted_all
+from export.text_models import EMBED_DIM, AllHeads, Classifier
 
 __all__ = [
     "EMBEDDING",
+    "INT8_MODES",
     "INT8_NOTE",
     "Bench",
     "Exported",
+    "Graph",
     "TextRun",
     "contract",
+    "heads_spec",
     "logits",
     "teacher_spec",
 ]
@@ -35,17 +38,25 @@ __all__ = [
 EMBEDDING = TensorSpec("embedding", "TYPE_FP32", (EMBED_DIM,))  # unit rows
 LATENCY_TOKENS = 32
 INT8_NOTE = "dynamic int8, per-channel MatMul weights"
+# dynamic int8 of the encoder's MatMuls (no calibration data), per-channel or per-tensor scales:
+# the mode of each head is chosen on validation macro-F1
+INT8_MODES = {"int8 per-channel": True, "int8 per-tensor": False}
 
 
 def logits(name: str, n_labels: int) -> TensorSpec:
     return TensorSpec(name, "TYPE_FP32", (n_labels,))
 
 
-def teacher_spec(label_names: dict[str, list[str]]) -> OnnxSpec:
-    """The teacher as one graph (embedding + every head): the reference for size and latency,
-    never served (its heads are tiny next to the encoder)."""
+def heads_spec(name: str, label_names: dict[str, list[str]]) -> OnnxSpec:
+    """A graph with every head's logits (`<task>_logits`), in `label_names` order."""
     heads = tuple(logits(f"{k}_logits", len(v)) for k, v in label_names.items())
-    return OnnxSpec("teacher", inputs=(INPUT_IDS,), outputs=(EMBEDDING, *heads), max_batch_size=64)
+    return OnnxSpec(name, inputs=(INPUT_IDS,), outputs=heads, max_batch_size=64)
+
+
+def teacher_spec(label_names: dict[str, list[str]]) -> OnnxSpec:
+    """The teacher as one graph (every head): the reference for size and latency, never served
+    (its heads are small next to the encoder)."""
+    return heads_spec("teacher", label_names)
 
 
 def contract(spec: OnnxSpec) -> dict[str, Any]:
@@ -104,11 +115,43 @@ class Exported:
     def size_bytes(self) -> int:
         return self.path.stat().st_size
 
-    def quantized(self, ids: np.ndarray) -> Exported:
-        """Dynamic int8 (per-channel MatMul weights) beside this file, run on `ids`."""
-        dst = self.path.with_name(f"{self.path.stem}_int8.onnx")
-        q = onnx_tools.quantize_dynamic_int8(self.path, dst, per_channel=True, op_types=("MatMul",))
+    def quantized(self, ids: np.ndarray, per_channel: bool = True) -> Exported:
+        """Dynamic int8 (MatMul weights) beside this file, run on `ids`."""
+        mode = "int8" if per_channel else "int8_tensor"
+        dst = self.path.with_name(f"{self.path.stem}_{mode}.onnx")
+        q = onnx_tools.quantize_dynamic_int8(
+            self.path, dst, per_channel=per_channel, op_types=("MatMul",)
+        )
         return Exported.load(q, ids)
+
+
+@dataclass
+class Graph:
+    """The student with every head as one ONNX file (fp32 or an int8 mode): its logits per task
+    on validation (every choice) and, once asked, on test (the card's rows)."""
+
+    path: Path
+    tasks: list[str]
+    ids: TextIds
+    valid: dict[str, np.ndarray] = field(init=False)
+    _test: dict[str, np.ndarray] | None = None
+
+    def __post_init__(self) -> None:
+        self.valid = self._run("valid")
+
+    def _run(self, split: str) -> dict[str, np.ndarray]:
+        return self.run(self.ids.split[split])
+
+    def run(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        """Every head's logits on `ids` (length-sorted batches of 64)."""
+        sess = onnx_tools.session(self.path, threads=2)
+        return dict(zip(self.tasks, run_sorted_all(sess, ids), strict=True))
+
+    @property
+    def test(self) -> dict[str, np.ndarray]:
+        if self._test is None:
+            self._test = self._run("test")
+        return self._test
 
 
 @dataclass
@@ -116,45 +159,55 @@ class TextRun:
     """Everything the served text models are exported from, and the failures met publishing."""
 
     opts: ExportOptions
+    plan: TextPlan
     data: TextData
     ids: TextIds
-    teacher: Teacher
-    student: Encoder
+    models: TextModels
     bench: Bench
     work: Path  # the export cache of this build: ONNX files before they are published
     tokenizer: str  # the serving tokenizer.json
-    student_test: dict[str, np.ndarray]  # the torch student's test logits per task
+    extra: dict[str, Any] = field(default_factory=dict)  # every card's family-wide entries
+    graphs: dict[str, Graph] = field(default_factory=dict)  # "student" and each int8 mode
     teacher_size: int = 0
     teacher_latency: dict[str, float] = field(default_factory=dict)
     failures: list[Exception] = field(default_factory=list)
 
-    @classmethod
-    def start(cls, opts: ExportOptions, data, ids, teacher: Teacher, student: Encoder) -> TextRun:
-        q = opts.quick
-        run = cls(
-            opts,
-            data,
-            ids,
-            teacher,
-            student,
-            Bench(runs=10 if q else 200, budget_s=1 if q else 10),
-            opts.cache / "text",
-            tokenizer_json(teacher.path),
-            embed(student, ids.split["test"])[1],
+    @property
+    def teacher(self) -> Classifier:
+        return self.models.teacher
+
+    @property
+    def student(self) -> Classifier:
+        return self.models.student
+
+    def dataset_card(self, task: str) -> dict[str, Any]:
+        return dataset_card(self.data, task, "--quick" if self.opts.quick else self.opts.tier)
+
+    def export_graphs(self) -> None:
+        """The teacher's reference graph (size, latency) and the student's graphs with every
+        head, fp32 and each int8 mode, run on validation."""
+        tasks = self.data.tasks
+        spec = teacher_spec(self.data.label_names)
+        path = spec.export(
+            AllHeads(self.teacher, tasks), self.example(), self.work / "teacher.onnx"
         )
-        graph = AllHeads(teacher.encoder, data.tasks)
-        path = teacher_spec(data.label_names).export(
-            graph, run.example(), run.work / "teacher.onnx"
+        self.teacher_size = path.stat().st_size
+        self.teacher_latency = self.bench.latency(onnx_tools.session(path))
+        spec = heads_spec("student_heads", self.data.label_names)
+        fp32 = spec.export(
+            AllHeads(self.student, tasks), self.example(), self.work / "student.onnx"
         )
-        run.teacher_size = path.stat().st_size
-        run.teacher_latency = run.bench.latency(onnx_tools.session(path))
-        return run
+        self.graphs["student"] = Graph(fp32, tasks, self.ids)
+        for mode, per_channel in INT8_MODES.items():
+            dst = self.work / f"student_{mode.replace(' ', '_')}.onnx"
+            q = onnx_tools.quantize_dynamic_int8(fp32, dst, per_channel, op_types=("MatMul",))
+            self.graphs[mode] = Graph(q, tasks, self.ids)
 
     def example(self) -> tuple:
-        """The tracing input of every export: 4 test reviews, 16 tokens."""
+        """The tracing input of every export: 4 validation reviews, 16 tokens."""
         import torch
 
-        return (torch.tensor(self.ids.split["test"][:4, :16]),)
+        return (torch.tensor(self.ids.split["valid"][:4, :16]),)
 
     def export_checked(
         self, spec: OnnxSpec, module, file: str, ids: np.ndarray, reference: np.ndarray

@@ -84,7 +84,7 @@ def _progress(batches: Iterator[np.ndarray], total: int, desc: str):
     )
 
 
-def _train_epoch(model, opt, step, bar, out_of_budget: Callable[[], bool]) -> None:
+def _train_epoch(model, opt, step, bar, out_of_budget: Callable[[], bool], sched=None) -> None:
     """One pass of Adam steps over `bar`'s minibatches, stopping early when out of budget."""
     import torch
 
@@ -95,9 +95,26 @@ def _train_epoch(model, opt, step, bar, out_of_budget: Callable[[], bool]) -> No
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
+        if sched is not None:
+            sched.step()
         bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         if out_of_budget():
             break
+
+
+def _cosine_schedule(opt, total_steps: int):
+    import math
+
+    import torch
+
+    warm = max(1, total_steps // 20)
+
+    def factor(i: int) -> float:
+        if i < warm:
+            return (i + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (i - warm) / max(1, total_steps - warm))))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 def _evaluate(model, evaluate: Callable[[], float]) -> float:
@@ -122,12 +139,15 @@ def fit(
     budget_s: float = 120.0,
     desc: str = "train",
     weight_decay: float = 0.0,
+    cosine: bool = False,
 ) -> FitResult:
     """Adam on `step(batch_idx) -> loss`, keeping the weights of the best `evaluate()` (higher is better).
 
     Stops after `epochs`, after `patience` epochs without improvement, or when `budget_s` seconds
     of this process's CPU time are spent: CPU time, not wall time, so that a loaded shared machine
     changes the training less (not nothing: a shared core also makes each CPU second slower).
+    `cosine`: the learning rate warms up linearly over the first 5% of the planned steps
+    (`epochs` passes), then follows a cosine down to 0 at the last planned step.
     """
     import torch
 
@@ -142,11 +162,12 @@ def fit(
         return time.process_time() - cpu0 > budget_s
 
     n_batches = (n_train + batch_size - 1) // batch_size
+    sched = _cosine_schedule(opt, epochs * n_batches) if cosine else None
     for epoch in range(epochs):
         bar = _progress(
             minibatches(n_train, batch_size, rng), n_batches, f"{desc} {epoch + 1}/{epochs}"
         )
-        _train_epoch(model, opt, step, bar, out_of_budget)
+        _train_epoch(model, opt, step, bar, out_of_budget, sched)
         score = _evaluate(model, evaluate)
         done = epoch + 1
         print(f"  {desc}: epoch {done} valid {score:.4f}", file=sys.stderr)

@@ -200,7 +200,7 @@ def _damage(path: Path, out: Path) -> Path:
 
 def test_damaged_quantization_fails_the_gate(quick_repo: Path, tmp_path: Path):
     work = quick_repo / ".export-cache" / "quick" / "seed0" / "text"
-    fp32 = work / "student_search.onnx"
+    fp32 = work / "student_sentiment.onnx"
     good = onnx_tools.quantize_dynamic_int8(fp32, tmp_path / "good.onnx", op_types=("MatMul",))
     bad = _damage(good, tmp_path / "bad.onnx")
     ids = np.random.default_rng(0).integers(1000, 20000, (32, 12)).astype(np.int64)
