@@ -42,10 +42,10 @@ class Container:
     def _env(self, repo: Path, tmp: Path, extra: dict[str, str]) -> dict[str, str]:
         env = {}
         for key, value in RUNTIME.env.items():
+            if value == "/tmp" or value.startswith("/tmp/"):  # the image's /tmp, before the
+                value = str(tmp) + value[len("/tmp") :]  # venv path (a clone may live in /tmp)
             value = value.replace("/opt/shopserve/bin", str(Path(sys.executable).parent))
             value = value.replace("$PATH", os.environ.get("PATH", ""))
-            if value == "/tmp" or value.startswith("/tmp/"):
-                value = str(tmp) + value[len("/tmp") :]
             env[key] = value
         env["SHOPSERVE_MODEL_REPOSITORY"] = str(repo)
         env["SHOPSERVE_PORT"] = str(self.port)
