@@ -52,7 +52,6 @@ POOLED_LAYERS = (STUDENT_LAYERS, TEACHER_LAYERS)
 TEMPERATURE = 2.0  # of the soft targets
 ALPHAS = (0.0, 0.5)  # soft-target weights tried for the student, chosen on validation
 LR = 1e-2
-BATCH = 256
 
 
 @dataclass
@@ -167,7 +166,7 @@ def train_head(
         len(keep),
         valid,
         epochs=plan.epochs,
-        batch_size=BATCH,
+        batch_size=plan.batch,
         lr=LR,
         seed=opts.seed,
         patience=3,
