@@ -36,7 +36,10 @@ lock:
 #    server without a restart; a full model that fails its gate is not published and its preview
 #    stays, flagged. Its progress is printed with a "[full build]" prefix; `.complete` marks the end.
 $(REPO)/.preview: | $(VENV)/.installed
-	$(VENV)/bin/shopserve export all --tier preview --out $(REPO)
+	# --allow-regression here, for now: the text heads' preview does not beat its baseline yet
+	# (issue 10 open); such a model is flagged in every /v1 answer ("failed its quality gate").
+	# The full tier below never publishes a failed gate.
+	$(VENV)/bin/shopserve export all --tier preview --allow-regression --out $(REPO)
 	$(VENV)/bin/shopserve export demo --out $(REPO)
 	touch $@
 
