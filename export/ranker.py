@@ -255,7 +255,8 @@ def _notes(rows: list[Row], plan, fits: dict, tier: str, wall_s: float) -> dict:
     by = {r.variant: r for r in rows}
     t, s = by["teacher"], by["student"]
     note = (
-        f"the teacher beats its student (test NDCG@10 {t.metric} vs {s.metric}; validation "
+        f"the teacher is at least as good as its student (test NDCG@10 {t.metric} vs "
+        f"{s.metric}; validation "
         f"{t.valid_metric} vs {s.valid_metric})"
         if t.metric >= s.metric
         else f"the student ({s.metric}) is above its teacher ({t.metric}) on test (validation "
