@@ -197,14 +197,19 @@ def check_gates(
 def served_variant(rows: list[Row], speed_batch: str, lower_is_better: bool = False) -> str:
     """What the CPU endpoint loads, chosen on VALIDATION (`Row.valid_metric`), never on test:
     int8 when it keeps 99% of the student's validation metric and is faster at `speed_batch`,
-    else the fp32 student."""
+    unless it falls to or below the baseline's validation metric where the fp32 student is
+    above it (the speed is not worth the quality gate); else the fp32 student."""
     by = {r.variant: r for r in rows}
-    s, q = by["student"], by.get("student-int8")
+    s, q, b = by["student"], by.get("student-int8"), by.get("baseline")
     if q is None:
         return "student"
     if s.valid_metric is None or q.valid_metric is None:
         raise ValueError("served_variant needs valid_metric on the student rows (no test choices)")
     ok = _share(q.valid_metric, s.valid_metric, lower_is_better) >= 0.99
+    if b is not None and b.valid_metric is not None:
+        sign = -1.0 if lower_is_better else 1.0
+        beats = sign * (q.valid_metric - b.valid_metric) > 0
+        ok = ok and (beats or sign * (s.valid_metric - b.valid_metric) <= 0)
     fast = q.latency_ms[speed_batch] < s.latency_ms[speed_batch]
     return "student-int8" if ok and fast else "student"
 

@@ -128,9 +128,10 @@ def _card_extra(run: TextRun, task: str, rows: list[Row]) -> dict:
         **run.extra,
         "soft_target_weight": fit.alpha,
         "soft_target_weight_valid": run.models.alpha_valid[task],
-        "head_epochs": {
-            "teacher": run.models.teacher_fits[task].epochs,
-            "student": fit.epochs,
+        "head_choice": {"teacher": run.models.teacher_fits[task].choice, "student": fit.choice},
+        "head_valid_macro_f1": {
+            "teacher": run.models.teacher_fits[task].tried,
+            "student": fit.tried,
         },
     }
     by = {r.variant: r for r in rows}

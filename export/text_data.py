@@ -54,22 +54,19 @@ SPLIT = (0.70, 0.15, 0.15)  # train / valid / test shares of the reviews a build
 
 @dataclass(frozen=True)
 class TextPlan:
-    """What a tier of the text family buys: reviews, tokens per review, training, timing runs."""
+    """What a tier of the text family buys: reviews, tokens per review, timing runs."""
 
     reviews: int | None  # None: every cleaned review
     max_len: int  # tokens per review (training, evaluation and the served tokenizer)
-    epochs: int  # head training epochs (early stopping on validation)
-    budget_s: float  # CPU seconds of head training
-    batch: int  # head training batch: small data needs more, smaller steps
     bench_runs: int  # latency runs per session and batch size
     bench_s: float  # latency budget per session and batch size
 
 
 # full: 128 tokens hold 88.7% of the reviews whole (96: 62%, 64: 37%; the longest is 169)
 PLANS = {
-    "quick": TextPlan(430, 32, 4, 5, 32, 5, 0.5),
-    "preview": TextPlan(2400, 64, 10, 15, 32, 20, 1.0),
-    "full": TextPlan(None, 128, 20, 45, 256, 60, 3.0),
+    "quick": TextPlan(430, 32, 5, 0.5),
+    "preview": TextPlan(2400, 64, 20, 1.0),
+    "full": TextPlan(None, 128, 60, 3.0),
 }
 
 

@@ -4,28 +4,29 @@ One teacher pass: MiniLM-L6 (frozen) over every review, keeping the unit mean-po
 layer `STUDENT_LAYERS` and of the last layer (cached in the build's export cache). The teacher is
 the whole MiniLM with a head per task over its sentence embedding and the lexical bag
 (`text_lexical`); the student is MiniLM's first `STUDENT_LAYERS` layers (frozen: fine-tuning
-costs several teacher passes, beyond the CPU budget) with the same kind of head, trained on the
-labels; where the teacher's head is better on validation, also with the teacher's soft targets
-(T=2, weight `alpha`), kept only if that is better on validation.
+costs several teacher passes, beyond the CPU budget) with the same kind of head. Heads are
+logistic regressions fitted exactly (`text_heads`); where the teacher's head is better on
+validation, the student's embedding part also learns from the teacher's soft targets (T=2,
+weight `alpha`), kept only if that is better on validation.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from export import onnx_tools
 from export.options import ExportOptions
 from export.specs import OnnxSpec, TensorSpec
 from export.text_data import INPUT_IDS, TextData, TextIds, TextPlan
-from export.text_lexical import Lexical, fit_idf
-from export.text_metrics import embed, macro_f1, run_sorted
+from export.text_heads import HeadFit, StackedParts, fit_bag, fit_stack, probabilities
+from export.text_lexical import bag_matrix, fit_idf
+from export.text_metrics import embed, run_sorted
 from export.text_models import (
     EMBED_DIM,
     STUDENT_LAYERS,
@@ -35,23 +36,18 @@ from export.text_models import (
     TaskHead,
     load_student_bert,
 )
-from export.training import distillation_loss, fit
 
 __all__ = [
     "ALPHAS",
     "POOLED_LAYERS",
-    "HeadFit",
     "TeacherPass",
     "TextModels",
     "build_models",
     "teacher_pass",
-    "train_head",
 ]
 
 POOLED_LAYERS = (STUDENT_LAYERS, TEACHER_LAYERS)
-TEMPERATURE = 2.0  # of the soft targets
 ALPHAS = (0.0, 0.5)  # soft-target weights tried for the student, chosen on validation
-LR = 1e-2
 
 
 @dataclass
@@ -110,73 +106,6 @@ def teacher_pass(opts: ExportOptions, ids: TextIds, bert, path: str, work: Path)
 
 
 @dataclass
-class HeadFit:
-    head: TaskHead
-    valid_f1: float
-    epochs: int
-    alpha: float
-
-
-def _weights(y: np.ndarray, n: int) -> torch.Tensor:
-    """Balanced class weights on the training labels: the metric is macro-F1."""
-    cnt = np.bincount(y, minlength=n).clip(min=1)
-    return torch.tensor(cnt.sum() / (n * cnt), dtype=torch.float32)
-
-
-def train_head(
-    opts: ExportOptions,
-    plan: TextPlan,
-    data: TextData,
-    ids: TextIds,
-    pooled: dict[str, np.ndarray],
-    idf: np.ndarray,
-    task: str,
-    soft: np.ndarray | None = None,
-    alpha: float = 0.0,
-) -> HeadFit:
-    """One task's head over `pooled` [n, d] per split, trained on the labelled training reviews
-    (+ `alpha` x KL to the `soft` training logits), weights of the best validation macro-F1."""
-    n = len(data.label_names[task])
-    y_tr, y_va = data.y(task, "train"), data.y(task, "valid")
-    keep = np.flatnonzero(y_tr >= 0)
-    x = torch.tensor(ids.split["train"][keep])
-    p = torch.tensor(pooled["train"][keep])
-    y = torch.tensor(y_tr[keep])
-    t = torch.tensor(soft[keep]) if soft is not None else None
-    head = TaskHead(Lexical(idf, n), p.mean(0), p.std(0) + 1e-6, n)
-    w = _weights(y_tr[keep], n)
-    lens = (x != 0).sum(1)
-
-    def step(b: np.ndarray) -> torch.Tensor:
-        xb = x[b, : int(lens[b].max())]
-        out = head(xb, p[b])
-        loss = F.cross_entropy(out, y[b], weight=w)
-        if t is not None and alpha > 0:
-            loss = (1 - alpha) * loss + alpha * distillation_loss(out, t[b], TEMPERATURE)
-        return loss
-
-    x_va, p_va = torch.tensor(ids.split["valid"]), torch.tensor(pooled["valid"])
-
-    def valid() -> float:
-        return macro_f1(y_va, head(x_va, p_va).argmax(1).numpy())["macro_f1"]
-
-    res = fit(
-        head,
-        step,
-        len(keep),
-        valid,
-        epochs=plan.epochs,
-        batch_size=plan.batch,
-        lr=LR,
-        seed=opts.seed,
-        patience=3,
-        budget_s=plan.budget_s,
-        desc=f"{task} head (alpha {alpha:g})",
-    )
-    return HeadFit(head.eval(), res.best_score, res.epochs, alpha)
-
-
-@dataclass
 class TextModels:
     """The teacher and the student with their heads, and what choosing them measured."""
 
@@ -213,25 +142,38 @@ def build_models(
     bert,
     path: str,
 ) -> TextModels:
-    """Teacher heads on the last layer, then student heads on layer `STUDENT_LAYERS`, each task's
-    soft-target weight chosen among `ALPHAS` on validation (tried only where the teacher is the
-    better on validation: nothing is worth distilling from a weaker one)."""
+    """Per task: the bag part (shared by teacher and student: both read the same bag), the
+    teacher's stack on the last layer, then the student's on layer `STUDENT_LAYERS`, with the
+    teacher's soft targets tried at each weight in `ALPHAS` where the teacher is the better on
+    validation (nothing is worth distilling from a weaker one); every choice on validation."""
     idf = fit_idf(ids.split["train"])
-    splits = list(ids.split)
-    t_pool = {s: tp.layer(s, TEACHER_LAYERS) for s in splits}
-    s_pool = {s: tp.layer(s, STUDENT_LAYERS) for s in splits}
+    splits = ("train", "valid")
+    bag = {s: bag_matrix(ids.split[s], idf) for s in splits}
+    t_pool = {s: tp.layer(s, TEACHER_LAYERS) for s in ids.split}
+    s_pool = {s: tp.layer(s, STUDENT_LAYERS) for s in ids.split}
     teacher_fits, student_fits, alpha_valid = {}, {}, {}
     for task in data.tasks:
-        tf = train_head(opts, plan, data, ids, t_pool, idf, task)
-        fits = [train_head(opts, plan, data, ids, s_pool, idf, task)]
+        t0 = time.perf_counter()
+        y = {s: data.y(task, s) for s in splits}
+        n = len(data.label_names[task])
+        bag_part, bag_c, bag_tried = fit_bag(bag, y, n)
+        parts = StackedParts(bag_part, bag_c, bag, {s: t_pool[s] for s in splits}, y, n)
+        tf = fit_stack(parts, idf)
+        parts = replace(parts, pooled={s: s_pool[s] for s in splits})
+        fits = [fit_stack(parts, idf)]
         if tf.valid_f1 > fits[0].valid_f1:  # soft targets only from a teacher better on valid
-            soft = _logits(tf.head, ids.split["train"], t_pool["train"])
-            fits += [
-                train_head(opts, plan, data, ids, s_pool, idf, task, soft, a) for a in ALPHAS[1:]
-            ]
+            soft = probabilities(tf, bag["train"], t_pool["train"])
+            fits += [fit_stack(parts, idf, soft, a) for a in ALPHAS[1:]]
+        tf.tried |= {f"bag {k}": v for k, v in bag_tried.items()}
         teacher_fits[task] = tf
         student_fits[task] = max(fits, key=lambda f: f.valid_f1)  # the first on a tie
         alpha_valid[task] = {f"{f.alpha:g}": f.valid_f1 for f in fits}
+        opts.log(
+            f"[text] {task} heads in {time.perf_counter() - t0:.0f} s: bag C={bag_c:g}, "
+            f"valid macro-F1 teacher {tf.valid_f1} ({tf.choice}), student "
+            f"{student_fits[task].valid_f1} ({student_fits[task].choice}, "
+            f"alpha {student_fits[task].alpha:g})"
+        )
     t_heads = {k: f.head for k, f in teacher_fits.items()}
     teacher = Classifier(bert, t_heads).eval()
     student_bert = load_student_bert(path, STUDENT_LAYERS)

@@ -4,8 +4,8 @@ hashed bigrams, computed in the graph from `input_ids` (no second tokenizer at s
 Features of a review: every token id and every adjacent pair `VOCAB + (a * VOCAB + b) mod
 BIGRAM_BUCKETS`, each weighted by its inverse document frequency on the training reviews (0 for a
 feature seen in fewer than `MIN_DF` of them, as TfidfVectorizer's `min_df`), the weights
-L2-normalised per review. A task's logits are the weighted sum of one learned row per feature: a
-logistic regression over the bag, trained by gradient descent beside the encoder's dense head.
+L2-normalised per review. A task's logits are the weighted sum of one row per feature: a logistic
+regression over the bag, fitted on `bag_matrix` (`text_heads`) and copied into `Lexical.table`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from torch import nn
 
 from export.text_data import VOCAB
 
-__all__ = ["BIGRAM_BUCKETS", "MIN_DF", "Lexical", "bag_features", "fit_idf"]
+__all__ = ["BIGRAM_BUCKETS", "MIN_DF", "Lexical", "bag_features", "bag_matrix", "fit_idf"]
 
 BIGRAM_BUCKETS = 1 << 19
 MIN_DF = 2
@@ -41,6 +41,30 @@ def fit_idf(ids: np.ndarray, batch: int = 2048) -> np.ndarray:
         df += np.bincount(pairs[1], minlength=N_FEATURES)
     idf = np.log((1 + len(ids)) / (1 + df)) + 1.0
     return np.where(df >= MIN_DF, idf, 0.0).astype(np.float32)
+
+
+def bag_matrix(ids: np.ndarray, idf: np.ndarray, batch: int = 2048):
+    """The sparse [n, N_FEATURES] matrix whose product with a table is `Lexical`'s output: a
+    feature's weight is its count times its idf, over the norm of the per-position weights (as
+    the graph computes it)."""
+    from scipy import sparse
+
+    idf_t = torch.tensor(idf)
+    rows, cols, vals = [], [], []
+    for i in range(0, len(ids), batch):
+        f, m = bag_features(torch.tensor(ids[i : i + batch]))
+        w = idf_t[f] * m.to(torch.float32)
+        w = w / w.norm(dim=1, keepdim=True).clamp(min=1e-6)
+        rows.append(np.repeat(np.arange(i, i + len(f)), f.shape[1]))
+        cols.append(f.numpy().ravel())
+        vals.append(w.numpy().ravel())
+    x = sparse.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(len(ids), N_FEATURES),
+    )
+    x.sum_duplicates()
+    x.eliminate_zeros()
+    return x
 
 
 class Lexical(nn.Module):

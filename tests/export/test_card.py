@@ -78,3 +78,18 @@ def test_the_served_variant_is_chosen_on_validation_only() -> None:
     rows[1].valid_metric = None
     with pytest.raises(ValueError, match="valid_metric"):
         served_variant(rows, "batch_1")
+
+
+def test_int8_is_not_served_when_it_loses_to_the_baseline_on_validation() -> None:
+    rows = _rows(baseline=0.60, student=0.70, student_int8=0.70)
+    for r in rows:
+        r.latency_ms = {"batch_1": 2.0 if r.variant == "student" else 1.0}
+    valid = {"baseline": 0.6800, "student": 0.6821, "student-int8": 0.6800}  # keeps 99.7%
+    for r in rows:
+        r.valid_metric = valid[r.variant]
+    assert served_variant(rows, "batch_1") == "student"
+    rows[2].valid_metric = 0.6810  # above the baseline again
+    assert served_variant(rows, "batch_1") == "student-int8"
+    rows[1].valid_metric = 0.6790  # fp32 below the baseline too: int8's own speed decides
+    rows[2].valid_metric = 0.6780
+    assert served_variant(rows, "batch_1") == "student-int8"
