@@ -33,6 +33,7 @@ from export.text_heads import BAG_C, BETAS, EMB_C
 from export.text_models import STUDENT_LAYERS, load_teacher
 from export.text_onnx import Bench, TextRun
 from export.training import seed_everything
+from server.contract.pipelines import ClassifyHead
 
 __all__ = ["TASKS", "export_text", "load_teacher"]
 
@@ -49,6 +50,17 @@ HEAD_FIT = (
     f"the embedding with C in {list(EMB_C)}, stacked with weight beta in {list(BETAS)}; each "
     "chosen on validation macro-F1"
 )
+
+
+def kept_heads(opts: ExportOptions, data, built: set[str]) -> list[ClassifyHead]:
+    """Heads this build did not publish (failed gate) whose earlier model is still in the
+    repository, e.g. a preview: `classify/` keeps serving them (flagged by their own cards)
+    rather than dropping the task."""
+    return [
+        ClassifyHead(task=t, model=f"classify_{t}", labels=list(data.label_names[t]))
+        for t in data.tasks
+        if t not in built and (opts.out / f"classify_{t}" / "config.toml").exists()
+    ]
 
 
 def _coverage(ids: TextIds) -> float:
@@ -107,6 +119,7 @@ def export_text(opts: ExportOptions) -> None:
         },
     }
     heads = [h for t in data.tasks if (h := export_classifier(run, t, baselines[t])) is not None]
+    heads += kept_heads(opts, data, {h.task for h in heads})
     if heads:
         run.attempt(write_classify_pipeline, run, heads)
     opts.log(f"[text] done in {time.perf_counter() - t0:.0f} s")

@@ -209,3 +209,15 @@ def test_quick_cards_state_their_split_and_choices(quick_repo: Path):
             "student",
             "student-int8",
         ]
+
+
+def test_a_head_that_failed_its_gate_keeps_its_earlier_model_in_classify(tmp_path: Path):
+    from export.text import kept_heads
+
+    (tmp_path / "classify_recommended").mkdir()
+    (tmp_path / "classify_recommended" / "config.toml").write_text("")  # a preview published
+    data = SimpleNamespace(tasks=["sentiment", "recommended", "department"], label_names=TASKS)
+    kept = kept_heads(ExportOptions(out=tmp_path), data, {"sentiment"})
+    assert kept == [
+        ClassifyHead(task="recommended", model="classify_recommended", labels=["no", "yes"])
+    ]
