@@ -211,7 +211,7 @@ def _pss_of(repo: Path, labels: list[str], workdir: Path) -> dict[str, dict]:
     worker is ready (models loaded and warmed up)."""
     out = {}
     for label in labels:
-        sub = workdir / f"pss-{repo.name}-{label}"
+        sub = workdir / f"pss-{label}"  # short: the workers' Unix socket paths live under it
         sub.mkdir()
         with ExitStack() as stack:
             srv, _ = _start(repo, label, sub, stack)
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     before = load_snapshot(os.getpid())
     print(f"load before: {before}", file=sys.stderr, flush=True)
     t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="shopserve-bench-workers-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="sbw-") as tmp:
         rows, pss = _run(args, wrk, Path(tmp))
     after = load_snapshot(os.getpid())
     print(format_table(rows))

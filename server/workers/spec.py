@@ -6,6 +6,7 @@ models loaded through the explicit API (so that a restarted worker loads the sam
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import msgspec
@@ -18,6 +19,8 @@ ENV = "SHOPSERVE_WORKER_SPEC"
 # a worker whose app never started (a repository or port problem) exits with this; the
 # supervisor stops instead of restarting it when it was the first start
 EXIT_NOT_STARTED = 3
+SUN_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path) on Linux, the terminating NUL included
+MAX_WORKERS = 1024  # the widest worker index a socket name is sized for
 
 
 class RunDir:
@@ -27,6 +30,21 @@ class RunDir:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+
+    @classmethod
+    def make(cls) -> RunDir:
+        """A new run directory under the temporary directory ($TMPDIR), or under /tmp when a
+        worker's socket path there would pass the kernel's limit for Unix sockets (108 bytes
+        on Linux: a long $TMPDIR made every worker fail to bind)."""
+        root = Path(tempfile.mkdtemp(prefix="shopserve-run-"))
+        if len(os.fsencode(cls(root).socket_of(MAX_WORKERS - 1))) >= SUN_PATH_MAX:
+            root.rmdir()
+            root = Path(tempfile.mkdtemp(prefix="shopserve-run-", dir="/tmp"))
+        return cls(root).create()
+
+    def socket_of(self, index: int) -> Path:
+        """Worker `index`'s socket, as `server.http.siblings.Siblings.socket_path` names it."""
+        return self.sockets / f"worker-{index}.sock"
 
     @property
     def metrics(self) -> Path:

@@ -16,10 +16,8 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import msgspec
 from prometheus_client import multiprocess
@@ -194,7 +192,7 @@ def supervise(settings: Settings) -> int:
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s", settings.host, settings.port, exc)
         return 1
-    run = RunDir(Path(tempfile.mkdtemp(prefix="shopserve-run-"))).create()
+    run = RunDir.make()
     log.info(
         "supervisor (pid %d): %d workers on %s:%d (%s socket), run directory %s",
         os.getpid(),

@@ -69,3 +69,29 @@ def test_metrics_of_every_process_in_one_exposition(tmp_path: Path):
     # livesum over processes that still live: the first one is gone (its file is not marked
     # dead here; the supervisor marks a dead worker's), the second counts
     assert "shopserve_inflight_requests" in text
+
+
+def test_the_run_directory_leaves_room_for_unix_socket_names(tmp_path, monkeypatch):
+    import os
+    import shutil
+    import tempfile
+
+    from server.workers.spec import MAX_WORKERS, SUN_PATH_MAX, RunDir
+
+    long = tmp_path / ("t" * 60) / ("m" * 40)
+    long.mkdir(parents=True)
+    monkeypatch.setenv("TMPDIR", str(long))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    run = RunDir.make()
+    try:
+        assert len(os.fsencode(run.socket_of(MAX_WORKERS - 1))) < SUN_PATH_MAX
+        assert run.sockets.is_dir() and not any(long.iterdir())
+    finally:
+        shutil.rmtree(run.root)
+    short = Path(tempfile.mkdtemp(dir="/tmp"))
+    monkeypatch.setenv("TMPDIR", str(short))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    try:
+        assert RunDir.make().root.parent == short  # $TMPDIR is kept when the names fit
+    finally:
+        shutil.rmtree(short)
