@@ -13,6 +13,7 @@ from server.contract.pipelines import ClassifySpec, artifact_path
 from server.errors import BadRequest
 from server.pipelines.base import InferModel, ModelSource, infer_within
 from server.pipelines.text import TextEncoder
+from server.runtime.cpu_work import cpu_work
 from server.schemas.v1 import ClassifyRequest, ClassifyResponse, ClassifyResult
 
 __all__ = ["ClassifyPipeline"]
@@ -43,8 +44,9 @@ class ClassifyPipeline:
                 f"task: '{request.task}' is not served; choose from {sorted(self.heads)}"
             )
         model, labels = head
+        texts = list(request.texts)
         with budget.stage("tokenize"):
-            ids = self.encoder.ids(list(request.texts))
+            ids = await cpu_work().run("tokenize", sum(map(len, texts)), self.encoder.ids, texts)
         budget.check("model")
         # a request may carry more texts than the model's max_batch_size: split, run together
         step = model.max_batch_size or len(ids)

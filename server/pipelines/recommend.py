@@ -6,6 +6,7 @@ filters; unknown items are listed, not fatal."""
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
@@ -18,6 +19,7 @@ from server.errors import DeadlineExceeded, ModelNotFound, ModelNotReady
 from server.pipelines.base import InferModel, ModelSource, infer_within
 from server.pipelines.catalog import Retrieval, load_npy
 from server.pipelines.ranking import Ranking
+from server.runtime.cpu_work import cpu_work
 from server.schemas.v1 import Item, RecommendFilters, RecommendRequest, RecommendResponse
 
 __all__ = ["RecommendPipeline"]
@@ -97,14 +99,19 @@ class RecommendPipeline:
         n_cand = max(k, self.spec.ranking.candidates) if self.spec.ranking else k
         ex = np.asarray(exclude, dtype=np.int64)
         with budget.stage("retrieve"):
-            ids, scores = topk_inner_product(
+            ids, scores = await cpu_work().run(
+                "recommend-retrieve",
+                self.retrieval.items.data.size,
+                partial(
+                    topk_inner_product,
+                    item_mask=mask,
+                    exclude_indptr=np.asarray([0, len(ex)], np.int64),
+                    exclude_indices=ex,
+                    n_threads=1,
+                ),
                 user,
                 self.retrieval.items,
                 min(n_cand, 1000),
-                item_mask=mask,
-                exclude_indptr=np.asarray([0, len(ex)], np.int64),
-                exclude_indices=ex,
-                n_threads=1,
             )
         ids, scores = ids[0][ids[0] >= 0], scores[0][ids[0] >= 0]
         if self.spec.ranking is None or len(ids) == 0:
@@ -142,7 +149,9 @@ class RecommendPipeline:
         if budget.left_ns() - _ANSWER_RESERVE_NS < ranker.expected_ns(len(ids)):
             return None
         with budget.stage("features"):
-            x = self.ranking.features(ids, known, user_id)
+            x = await cpu_work().run(
+                "features", len(ids), self.ranking.features, ids, known, user_id
+            )
         try:
             with budget.stage("rank"):
                 res = await ranker.infer(

@@ -19,6 +19,7 @@ from server.pipelines.base import InferModel, ModelSource, infer_within
 from server.pipelines.catalog import Retrieval
 from server.pipelines.lexical import load_lexical_index
 from server.pipelines.text import TextEncoder
+from server.runtime.cpu_work import cpu_work
 from server.schemas.v1 import SearchFilters, SearchRequest, SearchResponse
 
 __all__ = ["SearchPipeline", "top_k"]
@@ -72,28 +73,33 @@ class SearchPipeline:
     def versions(self) -> dict[str, str]:
         return self.retrieval.versions(self.encoder)
 
-    def _hybrid(self, query: str, q: np.ndarray, k: int, mask, budget: Budget):
+    def _fused(self, lex: np.ndarray, q: np.ndarray, k: int, mask):
+        sem = inner_products(self.retrieval.items.data, q[0])
+        return top_k(fuse_scores(lex, sem, self.lexical_weight), k, mask)
+
+    async def _hybrid(self, query: str, q: np.ndarray, k: int, mask, budget: Budget):
         assert self.lexical is not None
+        work, n = cpu_work(), self.retrieval.items.data.size
         with budget.stage("lexical"):
-            lex = self.lexical.scores(query)
+            lex = await work.run("lexical", len(query), self.lexical.scores, query)
         with budget.stage("retrieve"):
-            sem = inner_products(self.retrieval.items.data, q[0])
-            fused = fuse_scores(lex, sem, self.lexical_weight)
-            return top_k(fused, k, mask)
+            return await work.run("search-fuse", n, self._fused, lex, q, k, mask)
 
     async def run(self, request: SearchRequest, budget: Budget) -> SearchResponse:
         f = request.filters or SearchFilters()
         catalog = self.retrieval.catalog
         mask = catalog.price_mask(f.price_min, f.price_max)
         with budget.stage("tokenize"):
-            ids = self.text.ids([request.query])
+            ids = await cpu_work().run(
+                "tokenize", len(request.query), self.text.ids, [request.query]
+            )
         budget.check("encode")
         with budget.stage("encode"):
             res = await infer_within(self.encoder, {"input_ids": ids}, budget, "query")
         budget.check("retrieve")
         q = res.outputs["embedding"].astype(np.float32)
         if self.lexical is not None:
-            rows, scores = self._hybrid(request.query, q, request.k, mask, budget)
+            rows, scores = await self._hybrid(request.query, q, request.k, mask, budget)
         else:
             with budget.stage("retrieve"):
                 top, s = topk_inner_product(
