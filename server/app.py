@@ -30,6 +30,7 @@ from server.http.v2_repository import V2_REPOSITORY_ROUTES
 from server.metrics import Metrics
 from server.pipelines.base import ModelSource
 from server.pipelines.registry import PipelineRegistry
+from server.runtime.cpu_work import configure_cpu_work
 from server.runtime.placement import Placement
 from server.settings import Settings, available_cores
 
@@ -55,6 +56,7 @@ def create_app(
     8001). A worker of several gives its `placement` (threads, shared weights), its `siblings`
     and the multiprocess `metrics_dir` (server/workers/worker.py)."""
     metrics = Metrics(metrics_dir)
+    configure_cpu_work(settings.inline_cpu_us)
     repository = ModelRepository(
         settings.repository_path,
         metrics=metrics,

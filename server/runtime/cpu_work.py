@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-__all__ = ["INLINE_US", "CpuWork", "cpu_work"]
+__all__ = ["INLINE_US", "CpuWork", "configure_cpu_work", "cpu_work"]
 
 T = TypeVar("T")
 
@@ -82,3 +82,8 @@ _DEFAULT = CpuWork()
 def cpu_work() -> CpuWork:
     """The process's placement rule (one per worker process)."""
     return _DEFAULT
+
+
+def configure_cpu_work(inline_us: float) -> None:
+    """The `inline_cpu_us` setting, applied when the app is created."""
+    _DEFAULT.inline_us = inline_us

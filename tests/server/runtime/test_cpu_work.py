@@ -69,3 +69,16 @@ def test_the_prediction_scales_with_the_units_of_work():
     assert work.predicted_us("tokenize", 2_000) == 400.0  # 16 reviews: the pool
     work._record("tokenize", 100, 40_000)
     assert 200 < work.predicted_us("tokenize", 1) * 1e3 < 400  # a moving average
+
+
+def test_the_setting_reaches_the_process_rule(tmp_path):
+    from server.app import create_app
+    from server.runtime.cpu_work import INLINE_US, cpu_work
+    from server.settings import Settings
+
+    try:
+        create_app(Settings(model_repository=str(tmp_path), inline_cpu_us=1e9))
+        assert cpu_work().inline_us == 1e9
+    finally:
+        create_app(Settings(model_repository=str(tmp_path)))
+    assert cpu_work().inline_us == INLINE_US
