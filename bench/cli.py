@@ -1,4 +1,4 @@
-"""`shopserve bench server|kernels|pipelines|faults|workers`: reached through the `shopserve.commands` entry point."""
+"""`shopserve bench server|kernels|pipelines|faults|workers|flame`: reached through the `shopserve.commands` entry point."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ _BENCHES = {
     "pipelines": "bench.pipelines",
     "faults": "bench.faults",
     "workers": "bench.workers",
+    "flame": "bench.flame",
 }
 
 

@@ -20,7 +20,6 @@ ENV = "SHOPSERVE_WORKER_SPEC"
 # supervisor stops instead of restarting it when it was the first start
 EXIT_NOT_STARTED = 3
 SUN_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path) on Linux, the terminating NUL included
-MAX_WORKERS = 1024  # the widest worker index a socket name is sized for
 
 
 class RunDir:
@@ -32,12 +31,12 @@ class RunDir:
         self.root = Path(root)
 
     @classmethod
-    def make(cls) -> RunDir:
-        """A new run directory under the temporary directory ($TMPDIR), or under /tmp when a
-        worker's socket path there would pass the kernel's limit for Unix sockets (108 bytes
-        on Linux: a long $TMPDIR made every worker fail to bind)."""
+    def make(cls, workers: int) -> RunDir:
+        """A new run directory under the temporary directory ($TMPDIR), or under /tmp when the
+        last worker's socket path there would pass the kernel's limit for Unix sockets (108
+        bytes on Linux: a long $TMPDIR made every worker fail to bind)."""
         root = Path(tempfile.mkdtemp(prefix="shopserve-run-"))
-        if len(os.fsencode(cls(root).socket_of(MAX_WORKERS - 1))) >= SUN_PATH_MAX:
+        if len(os.fsencode(cls(root).socket_of(workers - 1))) >= SUN_PATH_MAX:
             root.rmdir()
             root = Path(tempfile.mkdtemp(prefix="shopserve-run-", dir="/tmp"))
         return cls(root).create()

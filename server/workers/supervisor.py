@@ -192,7 +192,7 @@ def supervise(settings: Settings) -> int:
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s", settings.host, settings.port, exc)
         return 1
-    run = RunDir.make()
+    run = RunDir.make(settings.worker_count)
     log.info(
         "supervisor (pid %d): %d workers on %s:%d (%s socket), run directory %s",
         os.getpid(),

@@ -76,15 +76,15 @@ def test_the_run_directory_leaves_room_for_unix_socket_names(tmp_path, monkeypat
     import shutil
     import tempfile
 
-    from server.workers.spec import MAX_WORKERS, SUN_PATH_MAX, RunDir
+    from server.workers.spec import SUN_PATH_MAX, RunDir
 
     long = tmp_path / ("t" * 60) / ("m" * 40)
     long.mkdir(parents=True)
     monkeypatch.setenv("TMPDIR", str(long))
     monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
-    run = RunDir.make()
+    run = RunDir.make(256)
     try:
-        assert len(os.fsencode(run.socket_of(MAX_WORKERS - 1))) < SUN_PATH_MAX
+        assert len(os.fsencode(run.socket_of(255))) < SUN_PATH_MAX
         assert run.sockets.is_dir() and not any(long.iterdir())
     finally:
         shutil.rmtree(run.root)
@@ -92,6 +92,6 @@ def test_the_run_directory_leaves_room_for_unix_socket_names(tmp_path, monkeypat
     monkeypatch.setenv("TMPDIR", str(short))
     monkeypatch.setattr(tempfile, "tempdir", None)
     try:
-        assert RunDir.make().root.parent == short  # $TMPDIR is kept when the names fit
+        assert RunDir.make(2).root.parent == short  # $TMPDIR is kept when the names fit
     finally:
         shutil.rmtree(short)
