@@ -29,8 +29,8 @@ from server.http.v2 import V2_ROUTES
 from server.http.v2_repository import V2_REPOSITORY_ROUTES
 from server.metrics import Metrics
 from server.pipelines.base import ModelSource
+from server.pipelines.cpu_work import configure_cpu_work
 from server.pipelines.registry import PipelineRegistry
-from server.runtime.cpu_work import configure_cpu_work
 from server.runtime.placement import Placement
 from server.settings import Settings, available_cores
 

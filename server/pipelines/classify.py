@@ -12,8 +12,8 @@ from server.budget import Budget
 from server.contract.pipelines import ClassifySpec, artifact_path
 from server.errors import BadRequest
 from server.pipelines.base import InferModel, ModelSource, infer_within
+from server.pipelines.cpu_work import cpu_work
 from server.pipelines.text import TextEncoder
-from server.runtime.cpu_work import cpu_work
 from server.schemas.v1 import ClassifyRequest, ClassifyResponse, ClassifyResult
 
 __all__ = ["ClassifyPipeline"]

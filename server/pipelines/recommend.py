@@ -18,8 +18,8 @@ from server.contract.pipelines import RecommendSpec
 from server.errors import DeadlineExceeded, ModelNotFound, ModelNotReady
 from server.pipelines.base import InferModel, ModelSource, infer_within
 from server.pipelines.catalog import Retrieval, load_npy
+from server.pipelines.cpu_work import cpu_work
 from server.pipelines.ranking import Ranking
-from server.runtime.cpu_work import cpu_work
 from server.schemas.v1 import Item, RecommendFilters, RecommendRequest, RecommendResponse
 
 __all__ = ["RecommendPipeline"]

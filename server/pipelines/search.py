@@ -17,9 +17,9 @@ from server.budget import Budget
 from server.contract.pipelines import SearchSpec, artifact_path
 from server.pipelines.base import InferModel, ModelSource, infer_within
 from server.pipelines.catalog import Retrieval
+from server.pipelines.cpu_work import cpu_work
 from server.pipelines.lexical import load_lexical_index
 from server.pipelines.text import TextEncoder
-from server.runtime.cpu_work import cpu_work
 from server.schemas.v1 import SearchFilters, SearchRequest, SearchResponse
 
 __all__ = ["SearchPipeline", "top_k"]

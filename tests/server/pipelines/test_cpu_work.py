@@ -7,7 +7,7 @@ import asyncio
 import threading
 import time
 
-from server.runtime.cpu_work import CpuWork
+from server.pipelines.cpu_work import CpuWork
 
 
 def _thread_name() -> str:
@@ -73,7 +73,7 @@ def test_the_prediction_scales_with_the_units_of_work():
 
 def test_the_setting_reaches_the_process_rule(tmp_path):
     from server.app import create_app
-    from server.runtime.cpu_work import INLINE_US, cpu_work
+    from server.pipelines.cpu_work import INLINE_US, cpu_work
     from server.settings import Settings
 
     try:
