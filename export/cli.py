@@ -30,6 +30,7 @@ FAMILIES = {
         ["classify_sentiment", "classify_recommended", "classify_department", "classify"],
     ),
     "search": ("export.search", "export_search", ["search_encoder", "search"]),
+    "faq": ("export.faq", "export_faq", ["answer_encoder", "answer"]),
 }
 
 
@@ -66,6 +67,14 @@ def _family_parser(name: str) -> argparse.ArgumentParser:
         default="full",
         help="preview: small models trained in a minute or two, served until the full tier lands",
     )
+    if name in ("faq", "all"):
+        p.add_argument(
+            "--faq",
+            type=Path,
+            default=None,
+            help="the shop's knowledge base, JSON lines (id, intent, question, answer, "
+            "alternatives); default data/faq/entries.jsonl",
+        )
     return p
 
 
@@ -99,6 +108,7 @@ def _options(name: str, argv: list[str]):
         device=args.device,
         allow_regression=args.allow_regression,
         tier=args.tier,
+        faq=getattr(args, "faq", None),
         command="shopserve export " + " ".join(shlex.quote(a) for a in [name, *argv]),
     )
     return opts, args.force

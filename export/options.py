@@ -21,6 +21,7 @@ class ExportOptions:
     allow_regression: bool = False
     tier: str = "full"  # "preview": small models that answer within minutes; "full": the real ones
     command: str = ""
+    faq: Path | None = None  # `export faq --faq FILE`: the shop's knowledge base (None: the demo's)
     summary: list[dict] = field(default_factory=list)
 
     @property

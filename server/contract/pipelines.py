@@ -23,6 +23,7 @@ from server.contract.model_config import Name
 
 __all__ = [
     "PIPELINE_FILE",
+    "AnswerSpec",
     "Artifact",
     "CatalogFiles",
     "ClassifyHead",
@@ -114,6 +115,40 @@ class SearchSpec(_Kind, frozen=True, tag="search"):
     def __post_init__(self) -> None:
         if self.lexical_weight > 0 and self.lexical is None:
             raise ValueError("lexical_weight > 0 needs a `lexical` index")
+
+    @property
+    def models(self) -> list[str]:
+        return [self.encoder]
+
+
+class AnswerSpec(_Kind, frozen=True, tag="answer"):
+    """Customer-service answers (issue 13): question -> tokens -> `encoder` -> cosine with every
+    phrasing of every knowledge-base entry (`phrasing_embeddings`, entry e owns rows
+    `phrasing_indptr[e]:phrasing_indptr[e + 1]`), max per entry; with a `lexical` index over the
+    entries, fused as search fuses (`kernels.lexical.fuse_scores`, `lexical_weight`); the top k
+    entries. Intent: softmax(`intent_weights` @ embedding + `intent_bias`) over `intents`; the
+    answer is handed off to a person when the best phrasing cosine is under `min_cosine` or the
+    intent's probability under `min_confidence` (both chosen on validation by export)."""
+
+    encoder: Name
+    intents: Annotated[list[Annotated[str, Meta(min_length=1)]], Meta(min_length=1)]
+    entries: Artifact = "entries.json"  # JSON list of {id, intent, question, answer}
+    phrasing_embeddings: Artifact = "phrasing_embeddings.npy"  # float32 [n_phrasings, dim]
+    phrasing_indptr: Artifact = "phrasing_indptr.npy"  # int64 [n_entries + 1]
+    intent_weights: Artifact = "intent_weights.npy"  # float32 [n_intents, dim]
+    intent_bias: Artifact = "intent_bias.npy"  # float32 [n_intents]
+    tokenizer: Artifact = "tokenizer.json"
+    max_tokens: Tokens = 64
+    lexical: LexicalFiles | None = None
+    lexical_weight: Annotated[float, Meta(ge=0, le=1)] = 0.0
+    min_cosine: Annotated[float, Meta(ge=-1, le=1)] = -1.0
+    min_confidence: Annotated[float, Meta(ge=0, le=1)] = 0.0
+
+    def __post_init__(self) -> None:
+        if self.lexical_weight > 0 and self.lexical is None:
+            raise ValueError("lexical_weight > 0 needs a `lexical` index")
+        if len(set(self.intents)) != len(self.intents):
+            raise ValueError(f"duplicate intents in {self.intents}")
 
     @property
     def models(self) -> list[str]:
@@ -234,7 +269,7 @@ class ScorePreprocessing(_Spec, frozen=True):
             raise ValueError("contributions must name every numeric and categorical column")
 
 
-PipelineSpec = SearchSpec | RecommendSpec | ClassifySpec | ScoreSpec | OrderScoreSpec
+PipelineSpec = SearchSpec | RecommendSpec | ClassifySpec | ScoreSpec | OrderScoreSpec | AnswerSpec
 
 
 class _File(_Spec, frozen=True):

@@ -23,6 +23,7 @@ from server.http.responses import request_id_of
 from server.pipelines.base import ModelSource
 from server.pipelines.registry import PipelineEntry, PipelineRegistry
 from server.schemas.v1 import (
+    AnswerRequest,
     ClassifyRequest,
     PipelineModel,
     PipelinesResponse,
@@ -39,7 +40,7 @@ T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
 _decoders: dict[type, msgspec.json.Decoder] = {
     t: msgspec.json.Decoder(t)
-    for t in (ScoreRequest, ClassifyRequest, SearchRequest, RecommendRequest)
+    for t in (ScoreRequest, ClassifyRequest, SearchRequest, RecommendRequest, AnswerRequest)
 }
 
 
@@ -161,6 +162,7 @@ SHOP_ROUTES = [
     _endpoint("classify", ClassifyRequest),
     _endpoint("search", SearchRequest),
     _endpoint("recommend", RecommendRequest),
+    _endpoint("answer", AnswerRequest),
 ]
 
 

@@ -15,6 +15,7 @@ import msgspec
 from server.contract.layout import pipeline_folders, relative_to_repository, version_folders
 from server.contract.pipelines import (
     PIPELINE_FILE,
+    AnswerSpec,
     ClassifySpec,
     OrderScoreSpec,
     PipelineSpec,
@@ -24,6 +25,7 @@ from server.contract.pipelines import (
     load_pipeline_spec,
 )
 from server.errors import ModelLoadError, ModelNotFound, ModelNotReady, ShopserveError
+from server.pipelines.answer import AnswerPipeline
 from server.pipelines.base import ModelSource, Pipeline
 from server.pipelines.classify import ClassifyPipeline
 from server.pipelines.order_score import OrderScorePipeline
@@ -41,6 +43,7 @@ KINDS: dict[type, Any] = {
     ClassifySpec: ClassifyPipeline,
     ScoreSpec: ScorePipeline,
     OrderScoreSpec: OrderScorePipeline,
+    AnswerSpec: AnswerPipeline,
 }
 
 

@@ -11,6 +11,9 @@ from msgspec import Meta
 from server.schemas.base import Wire
 
 __all__ = [
+    "Answer",
+    "AnswerRequest",
+    "AnswerResponse",
     "ClassifyRequest",
     "ClassifyResponse",
     "ClassifyResult",
@@ -187,6 +190,33 @@ class RecommendResponse(_Out):
     items: list[Item]
     degraded: bool
     ignored_items: list[str]
+    model_versions: dict[str, str]
+    warnings: list[str] = []  # a model that failed its gate or is a preview (issue 10)
+
+
+# -- answer (customer service) --------------------------------------------------------------------
+
+
+class AnswerRequest(_In):
+    """A customer's question, answered from the shop's knowledge base (issue 13)."""
+
+    question: Annotated[str, Meta(min_length=1, max_length=2000)]
+    k: Annotated[int, Meta(ge=1, le=20)] = 3
+    budget_ms: BudgetMs | None = None
+
+
+class Answer(_Out):
+    faq_id: str
+    question: str
+    answer: str
+    score: float
+
+
+class AnswerResponse(_Out):
+    answers: list[Answer]
+    intent: str
+    confidence: float  # the intent's probability
+    handoff: bool  # out of scope or unsure: the storefront routes the question to a person
     model_versions: dict[str, str]
     warnings: list[str] = []  # a model that failed its gate or is a preview (issue 10)
 
