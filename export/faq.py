@@ -32,6 +32,7 @@ from export.faq_models import ANSWER_ENCODER, MAX_TOKENS, distil_student, teache
 from export.faq_systems import Handoff, Scores, choose_handoff, choose_weight, entry_cosines
 from export.options import ExportOptions, finish
 from export.repository import CACHE, ModelFolder
+from export.search import write_lexical_index
 from export.search_onnx import encoder_latency, export_student
 from export.search_student import StudentConfig, embed_ids
 from export.search_teacher import Teacher, load_search_teacher, tokenizer_json
@@ -303,11 +304,6 @@ def _write_pipeline(b: Build, indices: dict, system: System, head: IntentHead) -
     np.save(v / spec.intent_weights, head.w.astype(np.float32))
     np.save(v / spec.intent_bias, head.b.astype(np.float32))
     (v / spec.tokenizer).write_text(tokenizer_json(b.teacher.path, MAX_TOKENS))
-    terms = sorted(index.vocabulary, key=index.vocabulary.__getitem__)
-    (v / lexical.vocabulary).write_text(json.dumps(terms))
-    np.save(v / lexical.idf, index.idf.astype(np.float32))
-    np.save(v / lexical.indptr, index.indptr.astype(np.int64))
-    np.save(v / lexical.items, index.items.astype(np.int32))
-    np.save(v / lexical.weights, index.weights.astype(np.float32))
+    write_lexical_index(v, lexical, index)
     folder.write_pipeline(spec)
     folder.publish()

@@ -34,7 +34,7 @@ from export.training import param_count, seed_everything
 from kernels.lexical import LexicalIndex, build_bm25, build_tfidf
 from server.contract.pipelines import LexicalFiles, SearchSpec
 
-__all__ = ["PIPELINE", "TIERS", "export_search", "write_search_pipeline"]
+__all__ = ["PIPELINE", "TIERS", "export_search", "write_lexical_index", "write_search_pipeline"]
 
 PIPELINE = "search"
 MAX_TOKENS = 32  # the served tokenizer truncates queries here
@@ -317,11 +317,17 @@ def write_search_pipeline(
     (v / spec.catalog.item_titles).write_text(json.dumps(cat.descriptions))
     np.save(v / spec.catalog.item_prices, cat.prices.astype(np.float32))
     (v / spec.tokenizer).write_text(tokenizer)
+    write_lexical_index(v, lexical, index)
+    folder.write_pipeline(spec)
+    folder.publish()
+
+
+def write_lexical_index(v, lexical, index) -> None:
+    """The lexical index's files (`LexicalFiles` names) in version folder `v`; the server reads
+    them with `server.pipelines.lexical.load_lexical_index`."""
     terms = sorted(index.vocabulary, key=index.vocabulary.__getitem__)
     (v / lexical.vocabulary).write_text(json.dumps(terms))
     np.save(v / lexical.idf, index.idf.astype(np.float32))
     np.save(v / lexical.indptr, index.indptr.astype(np.int64))
     np.save(v / lexical.items, index.items.astype(np.int32))
     np.save(v / lexical.weights, index.weights.astype(np.float32))
-    folder.write_pipeline(spec)
-    folder.publish()
