@@ -65,6 +65,7 @@ def create_app(
         max_dynamic_dim=settings.limits.max_dynamic_dim,
         default_max_queue_size=settings.default_max_queue_size,
         placement=placement or Placement(workers=1, cores=available_cores()),
+        inline_cpu_us=settings.inline_cpu_us,
     )
     pipelines = PipelineRegistry(settings.repository_path, models or repository)
     repository.listeners.append(pipelines.model_changed)

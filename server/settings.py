@@ -80,9 +80,11 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     workers: Annotated[int, Meta(ge=1, le=256)] | Literal["auto"] = 1
     listen: Literal["shared", "reuseport"] = "shared"
     limits: Limits = Limits()
-    # pipeline CPU work (tokenization, kernels, fusion) predicted to take less than this runs
-    # inline on the event loop, longer work in a 2-thread pool (server/pipelines/cpu_work.py);
-    # a very large value keeps everything inline
+    # the placement rule: CPU work predicted to take less than this runs inline on the event
+    # loop, longer work off it. Pipeline work (tokenization, kernels, fusion) goes to a 2-thread
+    # pool (server/pipelines/cpu_work.py); a CPU model's batch to the model's executor thread
+    # (server/batching/runner.py; its run time as the latency model measured it). A very large
+    # value keeps everything inline; 0 sends everything off the loop
     inline_cpu_us: Annotated[float, Meta(ge=0)] = 75.0
     # overload control, on by default: every model's queue is bounded (a model's own
     # max_queue_size wins), and so is what one worker holds admitted and not yet answered

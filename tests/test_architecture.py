@@ -78,13 +78,21 @@ def _server_imports() -> dict[str, set[str]]:
 
 
 # what each layer of the server may import (besides itself); the map is docs/architecture.md
-LEAVES = {"server.contract", "server.schemas", "server.errors", "server.settings", "server.budget"}
+LEAVES = {
+    "server.contract",
+    "server.schemas",
+    "server.errors",
+    "server.settings",
+    "server.budget",
+    "server.request_ids",
+}
 ALLOWED = {
     "contract": set(),
     "schemas": set(),
     "errors.py": set(),
     "settings.py": set(),
     "metrics.py": set(),
+    "request_ids.py": set(),
     "budget.py": {"server.errors"},
     "runtime": {"server.contract", "server.errors"},
     "batching": {"server.errors", "server.contract"},

@@ -78,6 +78,7 @@ class Batcher:
         observer: BatchObserver,
         latency: LatencyModel | None = None,
         clock: Callable[[], int] = time.monotonic_ns,
+        inline_ns: int = 0,
     ) -> None:
         self.name = name
         self.policy = policy
@@ -93,6 +94,7 @@ class Batcher:
             policy.pad_values,
             policy.dynamic_outputs,
             clock,
+            inline_ns,
         )
         self._queue: deque[Envelope] = deque()
         self._wake = asyncio.Event()

@@ -9,10 +9,16 @@ __all__ = ["LatencyModel"]
 
 class LatencyModel:
     """An exponentially weighted mean of run time (ns) per observed batch size, interpolated
-    linearly between sizes and extrapolated from the two largest. Warm-up seeds it at load."""
+    linearly between sizes and extrapolated from the two largest. Warm-up seeds it at load.
 
-    def __init__(self, alpha: float = 0.2) -> None:
+    A sample is clipped at `clip` times the current mean before it counts: on a busy core one
+    preempted run of a 20 us model can take milliseconds, and unclipped it would move the mean
+    (and the placement rule's choice, server/batching/runner.py) for the next dozen batches.
+    A lasting slowdown still gets through, by up to `alpha * (clip - 1)` per sample."""
+
+    def __init__(self, alpha: float = 0.2, clip: float = 3.0) -> None:
         self._alpha = alpha
+        self._clip = clip
         self._sizes: list[int] = []
         self._ns: dict[int, float] = {}
 
@@ -24,7 +30,8 @@ class LatencyModel:
             bisect.insort(self._sizes, batch_size)
             self._ns[batch_size] = float(run_ns)
         else:
-            self._ns[batch_size] = old + self._alpha * (run_ns - old)
+            sample = min(float(run_ns), self._clip * old)
+            self._ns[batch_size] = old + self._alpha * (sample - old)
 
     def expected_ns(self, batch_size: int) -> float:
         """Expected run time of a batch of `batch_size` rows; 0 when nothing was measured."""

@@ -48,6 +48,7 @@ class LoadedModel:
         gate: GateSummary | None = None,
         max_dynamic_dim: int = 8192,
         default_max_queue_size: int = 1024,
+        inline_cpu_us: float = 0.0,
     ) -> None:
         self.max_dynamic_dim = max_dynamic_dim
         # set by the repository when a reload replaces this version: requests that reach a
@@ -85,7 +86,16 @@ class LoadedModel:
             runner.instances,
             self.stats,
             self.latency,
+            inline_ns=self._inline_ns(runner, inline_cpu_us),
         )
+
+    @staticmethod
+    def _inline_ns(runner: OrtModel, inline_cpu_us: float) -> int:
+        """Where a batch may run inline (the `inline_cpu_us` setting): CPU sessions only; a GPU
+        run waits on the device, which the event loop must not do."""
+        if any(kind != "KIND_CPU" for kind in runner.choice.kinds):
+            return 0
+        return int(inline_cpu_us * 1000)
 
     def warmup(self) -> dict[int, int]:
         """Blocking: run the warm-up batches and seed the latency model."""

@@ -67,8 +67,10 @@ class ModelRepository:
         max_dynamic_dim: int = 8192,
         default_max_queue_size: int = 1024,
         placement: Placement | None = None,
+        inline_cpu_us: float = 0.0,
     ) -> None:
         self.placement = placement or Placement()
+        self.inline_cpu_us = inline_cpu_us
         self.max_dynamic_dim = max_dynamic_dim
         self.default_max_queue_size = default_max_queue_size
         self.root = Path(root)
@@ -272,6 +274,7 @@ class ModelRepository:
             gate,
             self.max_dynamic_dim,
             self.default_max_queue_size,
+            self.inline_cpu_us,
         )
         try:
             model.warmup()

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.types import ASGIApp
 
 from server.budget import Budget
 from server.errors import BadRequest, DeadlineExceeded, ShopserveError, bad_request_from_decode
@@ -19,7 +20,7 @@ from server.http.admission import Admission, content_length
 from server.http.deadlines import TIMEOUT_HEADER, v1_budget
 from server.http.deps import ServicesDep
 from server.http.disconnect import until_disconnect
-from server.http.responses import request_id_of
+from server.http.responses import RawResponse, request_id_of
 from server.pipelines.base import ModelSource
 from server.pipelines.registry import PipelineEntry, PipelineRegistry
 from server.schemas.v1 import (
@@ -51,11 +52,11 @@ def _decode(body: bytes, kind: type[T]) -> T:
         raise bad_request_from_decode(exc) from None
 
 
-def _respond(obj: Any, budget: Budget) -> Response:
-    return Response(
-        content=_encoder.encode(obj),
-        media_type="application/json",
-        headers={"Server-Timing": budget.server_timing(), "X-Request-Id": budget.request_id},
+def _respond(obj: Any, budget: Budget) -> RawResponse:
+    return RawResponse(
+        _encoder.encode(obj),
+        "application/json",
+        {"Server-Timing": budget.server_timing(), "X-Request-Id": budget.request_id},
     )
 
 
@@ -94,7 +95,7 @@ async def _run(
     endpoint: str,
     kind: type,
     route: Route | None,
-) -> Response:
+) -> RawResponse:
     """One shop request: admit, decode, budget, the endpoint's pipeline, encode."""
     arrival = time.monotonic_ns()
     names = tuple(n for n, _, _ in SCORE_TASKS.values()) if route else (endpoint,)
@@ -111,7 +112,7 @@ async def _admitted(
     kind: type,
     route: Route | None,
     arrival: int,
-) -> Response:
+) -> RawResponse:
     req: Any = _decode(await request.body(), kind)
     name, pipeline_kind = route(req) if route else (endpoint, endpoint)
     budget = v1_budget(
@@ -143,7 +144,7 @@ def _endpoint(endpoint: str, kind: type, route: Route | None = None) -> Any:
     """The POST route of one shop endpoint (`route`: how a request picks its pipeline)."""
 
     @post(f"/v1/{endpoint}", status_code=200, name=endpoint)
-    async def handler(request: Request, services: ServicesDep) -> Response:
+    async def handler(request: Request, services: ServicesDep) -> ASGIApp:
         return await _run(
             request,
             services.pipelines,

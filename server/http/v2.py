@@ -11,6 +11,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath
+from litestar.types import ASGIApp
 
 from server import __version__
 from server.budget import server_timing
@@ -23,7 +24,7 @@ from server.http.admission import content_length
 from server.http.deadlines import TIMEOUT_HEADER, v2_timeout_us
 from server.http.deps import Services, ServicesDep
 from server.http.disconnect import until_disconnect
-from server.http.responses import request_id_of
+from server.http.responses import RawResponse, request_id_of
 from server.http.v2_codec import decode_infer_request, decode_inputs, encode_infer_response
 from server.schemas.v2 import InferRequest
 
@@ -188,7 +189,9 @@ def wanted_outputs(names: list[str], model: LoadedModel) -> list[str]:
     return names
 
 
-async def _infer(request: Request, services: Services, name: str, version: str | None) -> Response:
+async def _infer(
+    request: Request, services: Services, name: str, version: str | None
+) -> RawResponse:
     arrival = time.monotonic_ns()
     repository = services.repository
     headers = request.headers  # built from the scope on every access: once
@@ -205,7 +208,7 @@ async def _admitted(
     name: str,
     version: str | None,
     arrival: int,
-) -> Response:
+) -> RawResponse:
     rid = request_id_of(request, headers)
     body = await request.body()
     model = services.repository.get(name, version)  # after the body: a reload may have happened
@@ -228,12 +231,12 @@ async def _admitted(
     }
     if header_len is not None:
         headers["Inference-Header-Content-Length"] = str(header_len)
-        return Response(content=payload, media_type="application/octet-stream", headers=headers)
-    return Response(content=payload, media_type="application/json", headers=headers)
+        return RawResponse(payload, "application/octet-stream", headers)
+    return RawResponse(payload, "application/json", headers)
 
 
 @post("/v2/models/{model_name:str}/infer", status_code=200)
-async def infer(request: Request, services: ServicesDep, model_name: FromPath[str]) -> Response:
+async def infer(request: Request, services: ServicesDep, model_name: FromPath[str]) -> ASGIApp:
     return await _infer(request, services, model_name, None)
 
 
@@ -243,7 +246,7 @@ async def infer_version(
     services: ServicesDep,
     model_name: FromPath[str],
     model_version: FromPath[str],
-) -> Response:
+) -> ASGIApp:
     return await _infer(request, services, model_name, model_version)
 
 

@@ -39,6 +39,9 @@ _GRAPH_LEVEL = {
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
 _CUDA = "CUDAExecutionProvider"
+# warm-up: a size whose best run is under 1 ms gets the best of 6 runs, not 2: the placement rule
+# (server/batching/runner.py) reads these times, and a shape's first runs pay ORT's planning
+_CHEAP_RUN_NS, _CHEAP_RUNS = 1_000_000, 6
 _OBJECT = np.dtype(object)
 
 
@@ -326,10 +329,12 @@ class OrtModel:
             sample = self.sample_inputs(rows, dyn)
             best = None
             for instance in range(self.instances):
-                for _ in range(2):
+                for i in range(_CHEAP_RUNS):
                     t0 = time.perf_counter_ns()
                     self.run(sample, instance)
                     dt = time.perf_counter_ns() - t0
                     best = dt if best is None else min(best, dt)
+                    if i >= 1 and best >= _CHEAP_RUN_NS:
+                        break  # an expensive size: best of two
             timings[rows] = int(best or 0)
         return timings

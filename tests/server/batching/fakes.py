@@ -26,11 +26,13 @@ class FakeModel:
         self.poison = poison
         self.batches: list[list[float]] = []  # first column of every batch that ran
         self.lock = threading.Lock()
+        self.threads: list[str] = []  # the thread each batch ran on
 
     def __call__(self, inputs: dict[str, np.ndarray], instance: int) -> dict[str, np.ndarray]:
         x = inputs["x"]
         with self.lock:
             self.batches.append([float(v) for v in x.reshape(x.shape[0], -1)[:, 0]])
+            self.threads.append(threading.current_thread().name)
         time.sleep(self.run_ms(x.shape[0]) / 1000)
         if self.poison is not None and np.any(x == self.poison):
             raise RuntimeError("poisoned batch")
@@ -60,6 +62,9 @@ class Recorder:
         else:
             self.failed += 1
 
+    def on_answered(self, envs, now_ns, compute_ns) -> None:
+        self.ok += len(envs)
+
     def on_batch(self, size, input_ns, infer_ns, output_ns) -> None:
         self.batch_sizes.append(size)
 
@@ -68,7 +73,12 @@ class Recorder:
 
 
 def make_batcher(
-    model: FakeModel, *, instances: int = 1, seed_latency: dict[int, float] | None = None, **policy
+    model: FakeModel,
+    *,
+    instances: int = 1,
+    seed_latency: dict[int, float] | None = None,
+    inline_us: float = 0.0,
+    **policy,
 ) -> tuple[Batcher, Recorder]:
     policy.setdefault("max_batch_size", 8)
     policy.setdefault("dynamic", True)
@@ -84,6 +94,7 @@ def make_batcher(
         instances,
         rec,
         latency,
+        inline_ns=int(inline_us * 1000),
     )
     b.start()
     return b, rec

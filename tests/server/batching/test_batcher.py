@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -343,3 +344,43 @@ def test_token_bound_is_off_for_models_without_padded_inputs():
     assert BatchPolicy(max_batch_size=8, dynamic=True, max_batch_tokens=40).max_batch_tokens == 0
     padded = BatchPolicy(max_batch_size=8, dynamic=True, pad_values={"x": 0}, max_batch_tokens=40)
     assert padded.max_batch_tokens == 40
+
+
+def test_batches_expected_under_the_inline_threshold_run_on_the_event_loop():
+    """The placement rule for model batches: a size the latency model expects under
+    `inline_cpu_us` runs on the loop's own thread; a longer one, or one never measured, goes to
+    the executor; the answers are the same either way."""
+
+    async def main():
+        model = FakeModel(run_ms=lambda n: 0.0)
+        seed = {1: 0.02, 4: 0.5}  # 20 us for one row, 500 us for four (ms)
+        b, rec = make_batcher(model, seed_latency=seed, inline_us=75, max_batch_size=4)
+        loop_thread = threading.current_thread().name
+        one = envelope(1.0)
+        b.submit(one)
+        await one.future
+        four = envelope(2.0, rows=4)
+        b.submit(four)
+        await four.future
+        await b.close()
+        assert model.threads[0] == loop_thread  # 20 us expected: inline
+        assert model.threads[1] != loop_thread  # 500 us expected: the executor
+        assert float(one.future.result().outputs["y"][0, 0]) == 2.0
+        assert float(four.future.result().outputs["y"][3, 0]) == 4.0
+        assert rec.ok == 2
+
+    run(main())
+
+
+def test_without_a_threshold_every_batch_leaves_the_loop():
+    async def main():
+        model = FakeModel(run_ms=lambda n: 0.0)
+        b, _ = make_batcher(model, seed_latency={1: 0.001}, inline_us=0)
+        env = envelope(1.0)
+        b.submit(env)
+        await env.future
+        await b.close()
+        assert model.threads == [t for t in model.threads if t != "MainThread"]
+        assert len(model.threads) == 1
+
+    run(main())

@@ -56,3 +56,34 @@ def test_prometheus_series_follow_the_counters():
     assert 'shopserve_inference_request_success_total{model="m",version="1"} 1.0' in text
     assert 'shopserve_inference_count_total{model="m",version="1"} 2.0' in text
     assert "shopserve_batch_size_bucket" in text
+
+
+def _answered_env(arrival_ns: int, dequeue_ns: int) -> Envelope:
+    env = _env(arrival_ns)
+    env.dequeue_ns = dequeue_ns
+    return env
+
+
+def _exposition(metrics: Metrics) -> list[str]:
+    """The exposition without the `_created` timestamps (they differ between registries)."""
+    text = generate_latest(metrics.registry).decode()
+    return [line for line in text.splitlines() if "_created" not in line]
+
+
+def test_a_batch_recorded_at_once_reads_as_its_requests_one_by_one():
+    # arrivals spread over every latency bucket, one exactly on a bound (le is inclusive)
+    arrivals = [0, 50_000, 100_000, 900_000, 4_000_000, 9_000_000, 9_900_000, 2_000_000_000]
+    now, compute = 10_000_000_000, 100_000
+    one, batch = Metrics(), Metrics()
+    by_request, by_batch = ModelStats("m", 1, one), ModelStats("m", 1, batch)
+    envs = [_answered_env(now - a, now - a // 2) for a in arrivals]
+    for env in envs:
+        q = env.dequeue_ns - env.arrival_ns
+        by_request.on_request(env, True, now, queue_ns=q, compute_ns=compute)
+    by_batch.on_answered(envs, now, compute)
+    assert _exposition(batch) == _exposition(one)
+    a, b = by_request.as_triton(), by_batch.as_triton()
+    assert a["inference_stats"] == b["inference_stats"]
+    assert 'shopserve_request_duration_seconds_bucket{le="0.0001",model="m",version="1"} 3.0' in (
+        "\n".join(_exposition(batch))
+    )
