@@ -124,7 +124,8 @@ class InstanceGroup(_Base, frozen=True):
 
 class Optimization(_Base, frozen=True):
     graph_level: Literal["disable", "basic", "extended", "all"] = "all"
-    # unset: the server's share of the cores, cores // workers (at least 1); set, it wins (0:
+    # unset: the worker's share of the cores less one for its event loop, cores // workers - 1
+    # (at least 1; server/runtime/placement.py); set, it wins (0:
     # ONNX Runtime's default, a thread per core), with a warning when workers x threads > cores
     intra_op_threads: Annotated[int, Meta(ge=0, le=256)] | None = None
     inter_op_threads: Annotated[int, Meta(ge=0, le=256)] = 1  # extension

@@ -14,9 +14,11 @@ from server.runtime.session import OrtModel
 from tests.configs import mlp_config
 
 
-def test_unset_threads_share_the_cores_between_workers():
-    assert Placement(workers=1, cores=16).intra_op_threads(None, "m") == 16
-    assert Placement(workers=2, cores=16).intra_op_threads(None, "m") == 8
+def test_unset_threads_share_the_cores_between_workers_each_keeping_one_for_its_loop():
+    assert Placement(workers=1, cores=16).intra_op_threads(None, "m") == 15
+    assert Placement(workers=2, cores=16).intra_op_threads(None, "m") == 7
+    assert Placement(workers=1, cores=2).intra_op_threads(None, "m") == 1
+    assert Placement(workers=2, cores=2).intra_op_threads(None, "m") == 1
     assert Placement(workers=3, cores=2).intra_op_threads(None, "m") == 1
 
 
@@ -33,7 +35,7 @@ def test_a_configured_thread_count_wins_and_oversubscription_is_named(caplog):
 
 def test_the_session_gets_the_thread_count(demo_repo: Path):
     path = demo_repo / "mlp/1/model.onnx"
-    unset = OrtModel(path, mlp_config(), "cpu", Placement(workers=2, cores=4))
+    unset = OrtModel(path, mlp_config(), "cpu", Placement(workers=2, cores=6))
     assert unset.sessions[0].get_session_options().intra_op_num_threads == 2
     cfg = mlp_config(optimization=Optimization(intra_op_threads=1))
     assert (
