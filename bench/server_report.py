@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Target", "evaluate_targets", "format_table", "ratios"]
+__all__ = ["Target", "cpu_targets", "evaluate_targets", "format_table", "ratios"]
 
 VARIANTS = ("direct", "noop", "unbatched", "batched", "grpc", "litserve")
 # batched / unbatched throughput wanted at concurrency 64, per model (issue 2, section 8)
@@ -13,6 +13,9 @@ LITSERVE_GAIN = 1.5
 P50_OVER_FLOOR_MS = 0.3
 BATCHED_C1_P50_SLACK = 1.10
 HIGH_C = 64
+# issue 11 item 1: the server's CPU per MLP request over the HTTP floor's (noop) CPU per request
+CPU_OVER_NOOP_US = 120.0
+CPU_MODELS = ("mlp",)
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,36 @@ def evaluate_targets(rows: list[dict]) -> list[Target]:
     return out
 
 
+def _cpu_us(cell: dict | None) -> float | None:
+    rate = (cell or {}).get("req_per_server_cpu_s")
+    return 1e6 / rate if rate else None
+
+
+def cpu_targets(cells: dict) -> list[Target]:
+    """Server CPU per request (1 / requests per server CPU-second, from the same cell's
+    /proc accounting) of each shopserve variant over noop's at the same concurrency."""
+    out: list[Target] = []
+    for model, variant, c in sorted(cells):
+        if model not in CPU_MODELS or variant not in ("unbatched", "batched"):
+            continue
+        ours, floor = (
+            _cpu_us(cells.get((model, variant, c))),
+            _cpu_us(cells.get((model, "noop", c))),
+        )
+        over = None if ours is None or floor is None else ours - floor
+        got = "-" if over is None else f"{ours:.0f} us = noop's {floor:.0f} {over:+.0f} us"
+        out.append(
+            Target(
+                model,
+                f"{variant} server CPU per request @c{c} over noop's",
+                f"<= {CPU_OVER_NOOP_US:+.0f} us",
+                got,
+                None if over is None else over <= CPU_OVER_NOOP_US,
+            )
+        )
+    return out
+
+
 def format_table(rows: list[dict], cells: dict | None = None) -> str:
     """Rows grouped by model and concurrency, then ratios, then the targets."""
     cells = cells or {}
@@ -161,6 +194,6 @@ def format_table(rows: list[dict], cells: dict | None = None) -> str:
             f"{_fmt(q['unbatched_p50_over_floor_ms'], '+.3f'):>11}"
         )
     lines.append("")
-    for t in evaluate_targets(rows):
+    for t in evaluate_targets(rows) + cpu_targets(cells):
         lines.append(f"[{t.verdict:^7}] {t.model:<8} {t.name}: wanted {t.wanted}, got {t.got}")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.server import main, parse_args
-from bench.server_report import evaluate_targets, format_table, ratios
+from bench.server_report import cpu_targets, evaluate_targets, format_table, ratios
 from bench.server_wrk import lua_script, parse_wrk_output
 
 
@@ -64,6 +64,24 @@ def test_ratios_and_targets():
     lit = [t for t in evaluate_targets(rows) if "litserve" in t.name]
     assert [t.met for t in lit] == [False]
     assert "NOT MET" in format_table(rows)
+
+
+def test_cpu_per_request_over_the_http_floor():
+    cells = {
+        ("mlp", "noop", 1): {"req_per_server_cpu_s": 5000.0},  # 200 us
+        ("mlp", "batched", 1): {"req_per_server_cpu_s": 1e6 / 310},  # +110 us: met
+        ("mlp", "unbatched", 1): {"req_per_server_cpu_s": 2500.0},  # +200 us: not met
+        ("mlp", "batched", 8): {"req_per_server_cpu_s": 3000.0},  # no noop cell: n/a
+        ("encoder", "batched", 1): {"req_per_server_cpu_s": 100.0},  # not a CPU-target model
+    }
+    got = {
+        (t.name.split(" ")[0], t.name.split("@c")[1].split(" ")[0]): t for t in cpu_targets(cells)
+    }
+    assert set(got) == {("batched", "1"), ("unbatched", "1"), ("batched", "8")}
+    assert got[("batched", "1")].met is True
+    assert got[("batched", "1")].got == "310 us = noop's 200 +110 us"
+    assert got[("unbatched", "1")].met is False
+    assert got[("batched", "8")].met is None
 
 
 def test_parse_args_quick_and_subsets():
