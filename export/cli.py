@@ -31,6 +31,7 @@ FAMILIES = {
     ),
     "search": ("export.search", "export_search", ["search_encoder", "search"]),
     "faq": ("export.faq", "export_faq", ["answer_encoder", "answer"]),
+    "forecast": ("export.forecast", "export_forecast", ["forecast_model", "forecast"]),
 }
 
 
@@ -75,6 +76,13 @@ def _family_parser(name: str) -> argparse.ArgumentParser:
             help="the shop's knowledge base, JSON lines (id, intent, question, answer, "
             "alternatives); default data/faq/entries.jsonl",
         )
+    if name in ("forecast", "all"):
+        p.add_argument(
+            "--refit",
+            action="store_true",
+            help="forecast: serve the recipe refit on all the data (the card still evaluates "
+            "the model trained before the test weeks, and says which is served)",
+        )
     return p
 
 
@@ -109,6 +117,7 @@ def _options(name: str, argv: list[str]):
         allow_regression=args.allow_regression,
         tier=args.tier,
         faq=getattr(args, "faq", None),
+        refit=getattr(args, "refit", False),
         command="shopserve export " + " ".join(shlex.quote(a) for a in [name, *argv]),
     )
     return opts, args.force

@@ -22,6 +22,7 @@ class ExportOptions:
     tier: str = "full"  # "preview": small models that answer within minutes; "full": the real ones
     command: str = ""
     faq: Path | None = None  # `export faq --faq FILE`: the shop's knowledge base (None: the demo's)
+    refit: bool = False  # `export forecast --refit`: serve the recipe refit on all the data
     summary: list[dict] = field(default_factory=list)
 
     @property

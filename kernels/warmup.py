@@ -15,6 +15,7 @@ from .features import (
     _spec_and_tables,
     assemble_features,
 )
+from .history import origin_features, target_features
 from .items import STORAGE_DTYPES, ItemMatrix
 from .topk import topk_inner_product
 
@@ -85,4 +86,8 @@ def warmup() -> float:
             np.array([3.0], np.float32),
             out,
         )
+    q = np.ones((2, 40), np.float32)  # the forecast history kernel (issue 13)
+    rows, origins = np.array([0, 1]), np.array([0, 39])
+    _, scale = origin_features(q, q, 15000, rows, origins)
+    target_features(q, 15000, rows, origins, np.array([1, 7]), scale)
     return time.perf_counter() - t0

@@ -20,9 +20,11 @@ __all__ = [
     "InternalError",
     "ModelNotFound",
     "ModelNotReady",
+    "OutOfRange",
     "Overloaded",
     "PayloadTooLarge",
     "ShopserveError",
+    "UnknownItem",
 ]
 
 
@@ -70,6 +72,13 @@ class ModelNotFound(ShopserveError):
     status_code, code = 404, "not_found"
 
 
+class UnknownItem(ShopserveError):
+    """A well-formed item id the served data does not hold (/v1/forecast): the message names
+    the field. Not in BY_STATUS: Litestar's own 404s stay `not_found`."""
+
+    status_code, code = 404, "unknown_item"
+
+
 class MethodNotAllowed(ShopserveError):
     status_code, code = 405, "method_not_allowed"
 
@@ -113,6 +122,13 @@ class ModelNotReady(ShopserveError):
     """Loading, unloading, failed to load, or the server is draining."""
 
     status_code, code = 503, "not_ready"
+
+
+class OutOfRange(ShopserveError):
+    """A well-formed value outside what the served data covers (a forecast origin before or
+    after the history table): the message names the field and the range."""
+
+    status_code, code = 422, "out_of_range"
 
 
 class DeadlineExceeded(ShopserveError):

@@ -20,6 +20,7 @@ DEFAULT_BUDGETS_MS = {
     "classify": 100.0,
     "score": 20.0,
     "answer": 50.0,  # issue 13: customer-service answers, p99 <= 50 ms
+    "forecast": 20.0,  # issue 13: demand forecasts, p99 <= 20 ms
 }
 
 

@@ -13,6 +13,7 @@ and its artifacts can never disagree; the pipeline is rebuilt when such a model 
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
 
@@ -29,6 +30,7 @@ __all__ = [
     "ClassifyHead",
     "ClassifySpec",
     "FeatureTableFiles",
+    "ForecastSpec",
     "LexicalFiles",
     "OrderScoreSpec",
     "PipelineSpec",
@@ -155,6 +157,39 @@ class AnswerSpec(_Kind, frozen=True, tag="answer"):
         return [self.encoder]
 
 
+MonthDay = Annotated[str, Meta(pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")]
+
+
+class ForecastSpec(_Kind, frozen=True, tag="forecast"):
+    """Demand forecasts (issue 13): item -> its row of the daily history table (`quantity` and
+    `price`, float32 [n_items, n_days], column 0 is `first_day`) -> `kernels.history.
+    origin_features` at the origin -> `model` (features, scale -> p50, p90 per day ahead, up to
+    `horizon_days`). An item first sold fewer than `min_history_days` before the origin gets its
+    category's profile (`category_profile` float32 [n_categories, 7, 2]: p50, p90 by weekday; a
+    category of `min_category_items` items or fewer: `global_profile` float32 [7, 2]). Every
+    forecast is 0 on a closed day: a `closed_weekdays` weekday (Monday 0) or a `closed_dates`
+    MM-DD."""
+
+    model: Name
+    first_day: date
+    horizon_days: Annotated[int, Meta(ge=1, le=366)] = 28
+    min_history_days: Annotated[int, Meta(ge=0, le=366)] = 28
+    min_category_items: Annotated[int, Meta(ge=0)] = 5
+    closed_weekdays: list[Annotated[int, Meta(ge=0, le=6)]] = []
+    closed_dates: list[MonthDay] = []
+    quantity: Artifact = "quantity.npy"
+    price: Artifact = "price.npy"
+    item_ids: Artifact = "item_ids.json"  # JSON list of str, one per table row
+    item_category: Artifact = "item_category.npy"  # int64 [n_items]
+    category_items: Artifact = "category_items.npy"  # int64 [n_categories]: items behind a profile
+    category_profile: Artifact = "category_profile.npy"
+    global_profile: Artifact = "global_profile.npy"
+
+    @property
+    def models(self) -> list[str]:
+        return [self.model]
+
+
 class FeatureTableFiles(_Spec, frozen=True):
     """`kernels.FeatureTables`, field by field (names, not the order of a list)."""
 
@@ -269,7 +304,15 @@ class ScorePreprocessing(_Spec, frozen=True):
             raise ValueError("contributions must name every numeric and categorical column")
 
 
-PipelineSpec = SearchSpec | RecommendSpec | ClassifySpec | ScoreSpec | OrderScoreSpec | AnswerSpec
+PipelineSpec = (
+    SearchSpec
+    | RecommendSpec
+    | ClassifySpec
+    | ScoreSpec
+    | OrderScoreSpec
+    | AnswerSpec
+    | ForecastSpec
+)
 
 
 class _File(_Spec, frozen=True):

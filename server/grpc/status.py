@@ -24,10 +24,12 @@ from server.errors import (
     ModelLoadError,
     ModelNotFound,
     ModelNotReady,
+    OutOfRange,
     Overloaded,
     PayloadTooLarge,
     ShopserveError,
     Unauthorized,
+    UnknownItem,
     UnsupportedMediaType,
 )
 from server.metrics import Metrics
@@ -43,6 +45,8 @@ GRPC_CODES: dict[type[ShopserveError], grpc.StatusCode] = {
     Unauthorized: grpc.StatusCode.UNAUTHENTICATED,
     Forbidden: grpc.StatusCode.PERMISSION_DENIED,
     ModelNotFound: grpc.StatusCode.NOT_FOUND,
+    UnknownItem: grpc.StatusCode.NOT_FOUND,
+    OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
     MethodNotAllowed: grpc.StatusCode.UNIMPLEMENTED,
     PayloadTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,  # what gRPC says of a large message
     Overloaded: grpc.StatusCode.UNAVAILABLE,

@@ -26,6 +26,7 @@ from server.pipelines.registry import PipelineEntry, PipelineRegistry
 from server.schemas.v1 import (
     AnswerRequest,
     ClassifyRequest,
+    ForecastRequest,
     PipelineModel,
     PipelinesResponse,
     PipelineStatus,
@@ -41,7 +42,14 @@ T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
 _decoders: dict[type, msgspec.json.Decoder] = {
     t: msgspec.json.Decoder(t)
-    for t in (ScoreRequest, ClassifyRequest, SearchRequest, RecommendRequest, AnswerRequest)
+    for t in (
+        ScoreRequest,
+        ClassifyRequest,
+        SearchRequest,
+        RecommendRequest,
+        AnswerRequest,
+        ForecastRequest,
+    )
 }
 
 
@@ -164,6 +172,7 @@ SHOP_ROUTES = [
     _endpoint("search", SearchRequest),
     _endpoint("recommend", RecommendRequest),
     _endpoint("answer", AnswerRequest),
+    _endpoint("forecast", ForecastRequest),
 ]
 
 

@@ -17,6 +17,7 @@ from server.contract.pipelines import (
     PIPELINE_FILE,
     AnswerSpec,
     ClassifySpec,
+    ForecastSpec,
     OrderScoreSpec,
     PipelineSpec,
     RecommendSpec,
@@ -28,6 +29,7 @@ from server.errors import ModelLoadError, ModelNotFound, ModelNotReady, Shopserv
 from server.pipelines.answer import AnswerPipeline
 from server.pipelines.base import ModelSource, Pipeline
 from server.pipelines.classify import ClassifyPipeline
+from server.pipelines.forecast import ForecastPipeline
 from server.pipelines.order_score import OrderScorePipeline
 from server.pipelines.recommend import RecommendPipeline
 from server.pipelines.score import ScorePipeline
@@ -44,6 +46,7 @@ KINDS: dict[type, Any] = {
     ScoreSpec: ScorePipeline,
     OrderScoreSpec: OrderScorePipeline,
     AnswerSpec: AnswerPipeline,
+    ForecastSpec: ForecastPipeline,
 }
 
 

@@ -3,7 +3,7 @@ fails decoding with its `$.path`."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 from msgspec import Meta
@@ -17,6 +17,9 @@ __all__ = [
     "ClassifyRequest",
     "ClassifyResponse",
     "ClassifyResult",
+    "ForecastPoint",
+    "ForecastRequest",
+    "ForecastResponse",
     "Contribution",
     "Item",
     "OrderLine",
@@ -217,6 +220,33 @@ class AnswerResponse(_Out):
     intent: str
     confidence: float  # the intent's probability
     handoff: bool  # out of scope or unsure: the storefront routes the question to a person
+    model_versions: dict[str, str]
+    warnings: list[str] = []  # a model that failed its gate or is a preview (issue 10)
+
+
+# -- forecast (logistics) ------------------------------------------------------------------------
+
+
+class ForecastRequest(_In):
+    """Daily demand of one item for the `horizon_days` after `as_of` (issue 13); `as_of`
+    (the origin, default the last day of the served history) sees the history up to it only."""
+
+    item_id: Annotated[str, Meta(min_length=1, max_length=32)]
+    horizon_days: Annotated[int, Meta(ge=1, le=28)]
+    as_of: date | None = None
+    budget_ms: BudgetMs | None = None
+
+
+class ForecastPoint(_Out):
+    date: str  # YYYY-MM-DD
+    p50: float
+    p90: float  # >= p50
+
+
+class ForecastResponse(_Out):
+    item_id: str
+    forecasts: list[ForecastPoint]
+    fallback: bool  # too little history: the item's category profile (or the global one)
     model_versions: dict[str, str]
     warnings: list[str] = []  # a model that failed its gate or is a preview (issue 10)
 
