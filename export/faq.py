@@ -35,7 +35,8 @@ from export.repository import CACHE, ModelFolder
 from export.search import write_lexical_index
 from export.search_onnx import encoder_latency, export_student
 from export.search_student import StudentConfig, embed_ids
-from export.search_teacher import Teacher, load_search_teacher, tokenizer_json
+from export.search_teacher import Teacher, load_search_teacher
+from export.text_data import tokenizer_json
 from export.training import param_count, seed_everything
 from kernels.lexical import LexicalIndex, build_bm25
 from server.contract.pipelines import AnswerSpec, LexicalFiles

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from export.card import Card, Row, Rule, check_gates
+from export.card import Card, Row, Rule
 from export.faq_data import SPLIT_SEED, FaqData
 from export.faq_systems import metrics
+from export.search_card import encoder_gate
 
 __all__ = ["MIN_INT8_COSINE", "build_rows", "faq_card", "quant_rule"]
 
@@ -98,15 +99,7 @@ def _choices(systems: dict) -> str:
 def faq_card(
     data: FaqData, rows, systems: dict, served: str, quant: Rule, extra: dict, tier, quick
 ) -> Card:
-    gate = check_gates(
-        rows,
-        served=served,
-        speed_batch="batch_1",
-        min_speedup=3.0,
-        quick=quick,
-        quant_rule=quant,
-        tier=tier,
-    )
+    gate = encoder_gate(rows, served, quant, quick, tier)
     n_phr = sum(len(e.phrasings) for e in data.entries)
     return Card(
         "answer_encoder",

@@ -5,7 +5,6 @@ early-stopped on the validation questions' mean cosine to the teacher."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -24,32 +23,11 @@ BATCH = 64
 
 
 def teacher_embed(teacher: Teacher, texts: list[str], cache: Path | None = None) -> np.ndarray:
-    """float32 [n, 384] unit MiniLM embeddings at `MAX_TOKENS` (length-sorted batches through
-    the teacher's ONNX session when exported; cached by the texts' hash)."""
-    key = hashlib.sha256(("\n".join(texts) + f"|{MAX_TOKENS}").encode()).hexdigest()[:16]
-    path = cache / f"faq_teacher_{key}.npy" if cache else None
-    if path is not None and path.exists():
-        return np.load(path)
-    import torch
-
-    from export.search_teacher import _pooled
-
-    ids = teacher.ids(texts, MAX_TOKENS)
-    lens = (ids != 0).sum(1)
-    order = np.argsort(lens, kind="stable")
-    out = np.empty((len(texts), 384), np.float32)
-    with torch.no_grad():
-        for i in range(0, len(texts), BATCH):
-            b = order[i : i + BATCH]
-            x = ids[b, : int(lens[b].max())]
-            if teacher.session is not None:
-                out[b] = teacher.session.run(None, {"input_ids": x})[0]  # type: ignore[attr-defined]
-            else:
-                out[b] = _pooled(teacher.bert, torch.tensor(x)).numpy()
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, out)
-    return out
+    """float32 [n, 384] unit MiniLM embeddings at `MAX_TOKENS`: the search teacher's
+    length-sorted batches (of `BATCH`), cached by the texts' hash as `faq_teacher_*.npy`."""
+    return teacher.embed(
+        texts, max_tokens=MAX_TOKENS, batch=BATCH, cache=cache, prefix="faq_teacher"
+    )
 
 
 def distil_student(

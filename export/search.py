@@ -29,7 +29,8 @@ from export.search_data import Catalogue, SearchData, load_search_data
 from export.search_onnx import SEARCH_ENCODER, encoder_latency, export_student
 from export.search_student import StudentConfig, build_student, embed_ids, train_student
 from export.search_systems import Fusion, SystemScores, choose_fusion, write_pool
-from export.search_teacher import Teacher, load_search_teacher, tokenizer_json
+from export.search_teacher import Teacher, load_search_teacher
+from export.text_data import tokenizer_json
 from export.training import param_count, seed_everything
 from kernels.lexical import LexicalIndex, build_bm25, build_tfidf
 from server.contract.pipelines import LexicalFiles, SearchSpec

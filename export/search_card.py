@@ -24,11 +24,13 @@ __all__ = [
     "SYSTEMS",
     "SearchCard",
     "build_card",
+    "encoder_gate",
     "relevance_table",
     "search_gate",
 ]
 
 MAX_QUERY_MS = 2.0
+MIN_SPEEDUP = 3.0  # a query student at batch 1 against its MiniLM teacher
 SETS = ("known-item", "shopper")
 # system key -> what the relevance table calls it
 SYSTEMS = {
@@ -97,17 +99,23 @@ def _target_rules(test, hybrid: str, student: str, ms: float, quick: bool, tier:
     return out
 
 
-def search_gate(rows: list[Row], test, served: str, quant: Rule, ms: float, quick: bool, tier: str):
-    """`check_gates` on the rows, plus the per-set targets (`_target_rules`)."""
-    gate = check_gates(
+def encoder_gate(rows: list[Row], served: str, quant: Rule, quick: bool, tier: str) -> dict:
+    """`check_gates` for a query student distilled from MiniLM (search's, and faq's): its speed
+    judged at batch 1 (one query), at least `MIN_SPEEDUP` times the teacher's."""
+    return check_gates(
         rows,
         served=served,
         speed_batch="batch_1",
-        min_speedup=3.0,
+        min_speedup=MIN_SPEEDUP,
         quick=quick,
         quant_rule=quant,
         tier=tier,
     )
+
+
+def search_gate(rows: list[Row], test, served: str, quant: Rule, ms: float, quick: bool, tier: str):
+    """`encoder_gate` on the rows, plus the per-set targets (`_target_rules`)."""
+    gate = encoder_gate(rows, served, quant, quick, tier)
     hybrid = "hybrid-int8" if served == "student-int8" else "hybrid"
     rules = [Rule(**r) for r in gate["rules"]]
     rules += _target_rules(test, hybrid, served, ms, quick, tier)

@@ -8,43 +8,23 @@ corpus (the student's targets) and the evaluation queries (the teacher rows of t
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TEXT_TOKENS", "Teacher", "load_search_teacher", "teacher_graph", "tokenizer_json"]
+__all__ = ["TEXT_TOKENS", "Teacher", "load_search_teacher", "teacher_graph"]
 
 TEXT_TOKENS = 32  # products and queries are short: longer texts are truncated
 BATCH = 128
 
 
-def tokenizer_json(model_path: str, max_tokens: int) -> str:
-    """The teacher's tokenizer.json with padding off (the server pads per batch) and truncation."""
-    t = json.loads((Path(model_path) / "tokenizer.json").read_text())
-    t["padding"] = None
-    t["truncation"] = {
-        "direction": "Right",
-        "max_length": max_tokens,
-        "strategy": "LongestFirst",
-        "stride": 0,
-    }
-    return json.dumps(t)
-
-
-def _pooled(bert, ids):
-    """Unit mean-pooled last hidden state of token ids [B, T] (0 = pad)."""
-    mask = (ids != 0).to(bert.dtype)
-    h = bert(input_ids=ids, attention_mask=mask).last_hidden_state
-    s = (h * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)
-    return s / s.norm(dim=1, keepdim=True).clamp(min=1e-12)
-
-
 def teacher_graph(bert):
     """The teacher as a torch module input_ids -> unit embedding (for ONNX export)."""
     import torch
+
+    from export.text_models import bert_pooled
 
     class _Graph(torch.nn.Module):
         def __init__(self) -> None:
@@ -52,7 +32,7 @@ def teacher_graph(bert):
             self.bert = bert
 
         def forward(self, input_ids):
-            return _pooled(self.bert, input_ids)
+            return bert_pooled(self.bert, input_ids)
 
     return _Graph().eval()
 
@@ -100,32 +80,54 @@ class Teacher:
             out[i, : len(e)] = e
         return out
 
-    def embed(self, texts: list[str], log=None) -> np.ndarray:
-        """float32 [n, 384] unit embeddings (length-sorted batches; cached by the texts' hash)."""
-        key = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
-        path = self.cache / f"teacher_{key}.npy" if self.cache else None
+    def embed(
+        self,
+        texts: list[str],
+        log=None,
+        *,
+        max_tokens: int = TEXT_TOKENS,
+        batch: int = BATCH,
+        cache: Path | None = None,
+        prefix: str = "teacher",
+    ) -> np.ndarray:
+        """float32 [n, 384] unit embeddings of `texts` truncated to `max_tokens` (length-sorted
+        batches of `batch`, through the ONNX session once exported), cached as
+        `{prefix}_{hash}.npy` in `cache` (default the teacher's own)."""
+        # the hash of the search family's texts (at TEXT_TOKENS) carries no suffix: its caches
+        # are older than the parameter
+        suffix = "" if max_tokens == TEXT_TOKENS else f"|{max_tokens}"
+        key = hashlib.sha256(("\n".join(texts) + suffix).encode()).hexdigest()[:16]
+        folder = cache if cache is not None else self.cache
+        path = folder / f"{prefix}_{key}.npy" if folder else None
         if path is not None and path.exists():
             return np.load(path)
-        import torch
-
         t0 = time.perf_counter()
-        ids = self.ids(texts)
-        lens = (ids != 0).sum(1)
-        order = np.argsort(lens, kind="stable")
-        out = np.empty((len(texts), 384), np.float32)
-        with torch.no_grad():
-            for i in range(0, len(texts), BATCH):
-                b = order[i : i + BATCH]
-                x = ids[b, : int(lens[b].max())]
-                if self.session is not None:
-                    out[b] = self.session.run(None, {"input_ids": x})[0]
-                else:
-                    out[b] = _pooled(self.bert, torch.tensor(x)).numpy()
+        out = self._embed_ids(self.ids(texts, max_tokens), batch)
         if log is not None:
             log(f"[search] teacher embedded {len(texts)} texts in {time.perf_counter() - t0:.0f} s")
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             np.save(path, out)
+        return out
+
+    def _embed_ids(self, ids: np.ndarray, batch: int) -> np.ndarray:
+        """float32 [n, 384]: token ids [n, T] in length-sorted batches, each trimmed to its
+        longest row."""
+        import torch
+
+        from export.text_models import bert_pooled
+
+        lens = (ids != 0).sum(1)
+        order = np.argsort(lens, kind="stable")
+        out = np.empty((len(ids), 384), np.float32)
+        with torch.no_grad():
+            for i in range(0, len(ids), batch):
+                b = order[i : i + batch]
+                x = ids[b, : int(lens[b].max())]
+                if self.session is not None:
+                    out[b] = self.session.run(None, {"input_ids": x})[0]  # type: ignore[attr-defined]
+                else:
+                    out[b] = bert_pooled(self.bert, torch.tensor(x)).numpy()
         return out
 
 

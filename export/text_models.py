@@ -20,7 +20,9 @@ __all__ = [
     "Encoder",
     "HeadOnly",
     "LayerPool",
+    "PooledBert",
     "TaskHead",
+    "bert_pooled",
     "load_student_bert",
     "load_teacher",
     "mean_pool",
@@ -64,8 +66,15 @@ def mean_pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return s / s.norm(dim=1, keepdim=True).clamp(min=1e-12)
 
 
-class Encoder(nn.Module):
-    """input_ids [B, T] (0 = pad) -> (unit sentence embedding [B, d], logits per head)."""
+def bert_pooled(bert, input_ids: torch.Tensor) -> torch.Tensor:
+    """Unit mean pool of `bert`'s last hidden state over the real tokens of `input_ids` [B, T]
+    (0 = pad; the attention mask is computed from the ids, in-graph when exported)."""
+    mask = (input_ids != 0).to(torch.float32)
+    return mean_pool(bert(input_ids=input_ids, attention_mask=mask).last_hidden_state, mask)
+
+
+class PooledBert(nn.Module):
+    """MiniLM layers with a head per task; `pooled` is their unit mean pool (`bert_pooled`)."""
 
     def __init__(self, bert, heads: dict[str, nn.Module]):
         super().__init__()
@@ -73,10 +82,11 @@ class Encoder(nn.Module):
         self.heads = nn.ModuleDict(heads)
 
     def pooled(self, input_ids):
-        mask = (input_ids != 0).to(torch.float32)
-        return mean_pool(
-            self.bert(input_ids=input_ids, attention_mask=mask).last_hidden_state, mask
-        )
+        return bert_pooled(self.bert, input_ids)
+
+
+class Encoder(PooledBert):
+    """input_ids [B, T] (0 = pad) -> (unit sentence embedding [B, d], logits per head)."""
 
     def forward(self, input_ids):
         e = self.pooled(input_ids)
@@ -122,19 +132,9 @@ class TaskHead(nn.Module):
         return self.lexical(input_ids) + self.dense((pooled - self.mean) / self.std)
 
 
-class Classifier(nn.Module):
-    """The review classifier: MiniLM layers (frozen) -> unit mean pool -> a `TaskHead` per task."""
-
-    def __init__(self, bert, heads: dict[str, TaskHead]):
-        super().__init__()
-        self.bert = bert
-        self.heads = nn.ModuleDict(heads)
-
-    def pooled(self, input_ids):
-        mask = (input_ids != 0).to(torch.float32)
-        return mean_pool(
-            self.bert(input_ids=input_ids, attention_mask=mask).last_hidden_state, mask
-        )
+class Classifier(PooledBert):
+    """The review classifier: MiniLM layers (frozen) -> unit mean pool -> a `TaskHead` per task
+    (`heads`)."""
 
     def forward(self, input_ids):
         p = self.pooled(input_ids)

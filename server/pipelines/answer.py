@@ -18,12 +18,12 @@ from kernels.lexical import LexicalIndex, fuse_scores, inner_products
 from server.budget import Budget
 from server.contract.pipelines import AnswerSpec, artifact_path
 from server.errors import ModelLoadError
-from server.pipelines.base import InferModel, ModelSource, infer_within
+from server.pipelines.base import InferModel, ModelSource
 from server.pipelines.catalog import load_json, load_npy
 from server.pipelines.cpu_work import cpu_work
 from server.pipelines.lexical import load_lexical_index
 from server.pipelines.search import top_k
-from server.pipelines.text import TextEncoder
+from server.pipelines.text import TextEncoder, embed_text
 from server.schemas.v1 import Answer, AnswerRequest, AnswerResponse
 
 __all__ = ["AnswerPipeline", "Entries", "Scored", "entry_scores"]
@@ -117,24 +117,16 @@ class Scored:
     top_cosine: float
 
 
+@dataclass(eq=False)
 class AnswerPipeline:
     kind: ClassVar[str] = "answer"
 
-    def __init__(
-        self,
-        spec: AnswerSpec,
-        encoder: InferModel,
-        entries: Entries,
-        text: TextEncoder,
-        lexical: LexicalIndex | None,
-        own: dict[str, str],
-    ) -> None:
-        self.spec = spec
-        self.encoder = encoder
-        self.entries = entries
-        self.text = text
-        self.lexical = lexical
-        self.own = own
+    spec: AnswerSpec
+    encoder: InferModel
+    entries: Entries
+    text: TextEncoder
+    lexical: LexicalIndex | None
+    own: dict[str, str]  # this pipeline folder's name -> its version
 
     @classmethod
     def load(cls, spec: AnswerSpec, folder: Path, models: ModelSource) -> AnswerPipeline:
@@ -164,19 +156,11 @@ class AnswerPipeline:
         return Scored(rows, top, float(cos.max()))
 
     async def run(self, request: AnswerRequest, budget: Budget) -> AnswerResponse:
-        work = cpu_work()
-        with budget.stage("tokenize"):
-            ids = await work.run(
-                "tokenize", len(request.question), self.text.ids, [request.question]
-            )
-        budget.check("encode")
-        with budget.stage("encode"):
-            res = await infer_within(self.encoder, {"input_ids": ids}, budget, "question")
-        budget.check("retrieve")
-        q = np.ascontiguousarray(res.outputs["embedding"][0], np.float32)
+        emb = await embed_text(self.text, self.encoder, request.question, budget, "question")
+        q = np.ascontiguousarray(emb[0], np.float32)
         e = self.entries
         with budget.stage("retrieve"):
-            scored = await work.run(
+            scored = await cpu_work().run(
                 "answer-score", e.phrasings.size, self.score, request.question, q, request.k
             )
             intent, confidence = e.intent(q)

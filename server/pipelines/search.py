@@ -15,11 +15,11 @@ from kernels import topk_inner_product
 from kernels.lexical import LexicalIndex, fuse_scores, inner_products
 from server.budget import Budget
 from server.contract.pipelines import SearchSpec, artifact_path
-from server.pipelines.base import InferModel, ModelSource, infer_within
+from server.pipelines.base import InferModel, ModelSource
 from server.pipelines.catalog import Retrieval
 from server.pipelines.cpu_work import cpu_work
 from server.pipelines.lexical import load_lexical_index
-from server.pipelines.text import TextEncoder
+from server.pipelines.text import TextEncoder, embed_text
 from server.schemas.v1 import SearchFilters, SearchRequest, SearchResponse
 
 __all__ = ["SearchPipeline", "top_k"]
@@ -89,15 +89,8 @@ class SearchPipeline:
         f = request.filters or SearchFilters()
         catalog = self.retrieval.catalog
         mask = catalog.price_mask(f.price_min, f.price_max)
-        with budget.stage("tokenize"):
-            ids = await cpu_work().run(
-                "tokenize", len(request.query), self.text.ids, [request.query]
-            )
-        budget.check("encode")
-        with budget.stage("encode"):
-            res = await infer_within(self.encoder, {"input_ids": ids}, budget, "query")
-        budget.check("retrieve")
-        q = res.outputs["embedding"].astype(np.float32)
+        emb = await embed_text(self.text, self.encoder, request.query, budget, "query")
+        q = emb.astype(np.float32)
         if self.lexical is not None:
             rows, scores = await self._hybrid(request.query, q, request.k, mask, budget)
         else:

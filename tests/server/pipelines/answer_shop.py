@@ -16,7 +16,13 @@ from server.contract.card import GateRule, GateSummary
 from server.contract.model_config import ModelConfig
 from server.contract.pipelines import AnswerSpec, LexicalFiles
 from tests.server.pipelines.fakes import FakeModel, FakeModelSource, search_encoder_fn, tensor
-from tests.server.pipelines.shop import VOCAB, token_ids, write_pipeline, write_tokenizer
+from tests.server.pipelines.shop import (
+    VOCAB,
+    token_ids,
+    write_lexical_index,
+    write_pipeline,
+    write_tokenizer,
+)
 
 __all__ = ["ENTRIES", "AnswerShop", "build_answer_shop"]
 
@@ -99,11 +105,6 @@ def build_answer_shop(root: Path, weight: float = 0.3, min_cosine: float = 0.9) 
     np.save(folder / "phrasing_indptr.npy", indptr)
     np.save(folder / "intent_weights.npy", head * 8)
     np.save(folder / "intent_bias.npy", np.zeros(len(INTENTS), np.float32))
-    terms = sorted(index.vocabulary, key=index.vocabulary.__getitem__)
-    (folder / files.vocabulary).write_text(json.dumps(terms))
-    np.save(folder / files.idf, index.idf)
-    np.save(folder / files.indptr, index.indptr)
-    np.save(folder / files.items, index.items)
-    np.save(folder / files.weights, index.weights)
+    write_lexical_index(folder, index, files)
     models = FakeModelSource({"answer_encoder": encoder})
     return AnswerShop(root / "repo", models, spec, index, emb, indptr)

@@ -14,12 +14,14 @@ import msgspec
 import numpy as np
 
 from kernels import Feature, FeatureSpec, FeatureTables
+from kernels.lexical import LexicalIndex
 from server.contract.card import GateRule, GateSummary
 from server.contract.model_config import ModelConfig, TensorConfig
 from server.contract.pipelines import (
     ClassifyHead,
     ClassifySpec,
     FeatureTableFiles,
+    LexicalFiles,
     PipelineSpec,
     RankingSpec,
     RecommendSpec,
@@ -41,7 +43,14 @@ from tests.server.pipelines.fakes import (
     tensor,
 )
 
-__all__ = ["SESSION", "Shop", "build_shop", "write_pipeline", "write_tokenizer"]
+__all__ = [
+    "SESSION",
+    "Shop",
+    "build_shop",
+    "write_lexical_index",
+    "write_pipeline",
+    "write_tokenizer",
+]
 
 # -- vocabulary and catalogue -----------------------------------------------------------------------
 
@@ -135,6 +144,16 @@ def write_pipeline(repo: Path, name: str, spec: PipelineSpec) -> Path:
     version.mkdir(parents=True, exist_ok=True)
     (repo / name / "pipeline.toml").write_bytes(encode_pipeline_spec(name, spec))
     return version
+
+
+def write_lexical_index(folder: Path, index: LexicalIndex, files: LexicalFiles) -> None:
+    """A lexical index's files as export writes them (export/search.py: write_lexical_index)."""
+    terms = sorted(index.vocabulary, key=index.vocabulary.__getitem__)
+    (folder / files.vocabulary).write_text(json.dumps(terms))
+    np.save(folder / files.idf, index.idf)
+    np.save(folder / files.indptr, index.indptr)
+    np.save(folder / files.items, index.items)
+    np.save(folder / files.weights, index.weights)
 
 
 def write_tokenizer(path: Path) -> None:

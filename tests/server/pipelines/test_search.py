@@ -4,8 +4,6 @@ checks of its artifacts; hybrid search with a lexical index (scores = export's f
 from __future__ import annotations
 
 import asyncio
-import json
-from pathlib import Path
 
 import msgspec
 import numpy as np
@@ -19,7 +17,7 @@ from server.pipelines.search import SearchPipeline, top_k
 from server.pipelines.text import TextEncoder
 from server.schemas.v1 import SearchFilters, SearchRequest
 from tests.server.pipelines.fakes import FakeModelSource
-from tests.server.pipelines.shop import Shop
+from tests.server.pipelines.shop import Shop, write_lexical_index
 
 
 def _load(shop: Shop, models=None) -> SearchPipeline:
@@ -101,16 +99,6 @@ def test_missing_encoder_is_model_not_found(shop: Shop):
 # -- hybrid: a lexical index beside the embeddings ------------------------------------------------
 
 
-def _write_index(folder: Path, index: LexicalIndex, files: LexicalFiles) -> None:
-    """The index files as export writes them (export/search.py: write_search_pipeline)."""
-    terms = sorted(index.vocabulary, key=index.vocabulary.__getitem__)
-    (folder / files.vocabulary).write_text(json.dumps(terms))
-    np.save(folder / files.idf, index.idf)
-    np.save(folder / files.indptr, index.indptr)
-    np.save(folder / files.items, index.items)
-    np.save(folder / files.weights, index.weights)
-
-
 def _hybrid(shop: Shop, weight: float, bm25: bool = False) -> tuple[SearchPipeline, LexicalIndex]:
     index = build_bm25(shop.titles) if bm25 else build_tfidf(shop.titles)
     files = LexicalFiles(
@@ -119,7 +107,7 @@ def _hybrid(shop: Shop, weight: float, bm25: bool = False) -> tuple[SearchPipeli
         ngram_min=index.n_min,
         ngram_max=index.n_max,
     )
-    _write_index(shop.folder("search"), index, files)
+    write_lexical_index(shop.folder("search"), index, files)
     spec = msgspec.structs.replace(shop.specs["search"], lexical=files, lexical_weight=weight)
     return SearchPipeline.load(spec, shop.folder("search"), shop.models), index
 
