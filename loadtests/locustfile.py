@@ -1,6 +1,6 @@
-"""A storefront's traffic against shopserve: recommend 50%, search 30%, classify 15%, score 5%
-(`SHOPSERVE_MIX="recommend=50,search=30,classify=15,score=5"` changes it), payloads from the real
-data; and a V2 user sending raw model traffic (`SHOPSERVE_V2_MODEL`, default `mlp`).
+"""A storefront's traffic against shopserve: recommend 45%, search 25%, classify 15%, score 5%,
+answer 10% (`SHOPSERVE_MIX="recommend=50,search=30,classify=15,score=5"` changes it), payloads from
+the real data; and a V2 user sending raw model traffic (`SHOPSERVE_V2_MODEL`, default `mlp`).
 `SHOPSERVE_WARMUP_S` seconds after the test starts, the statistics are reset, so the summary
 covers only the measured window (the per-interval history keeps the warm-up, for the plot); the
 CPU seconds that Locust (and the server, `SHOPSERVE_SERVER_PID`) spent in that window are written
@@ -94,6 +94,11 @@ class _Storefront(TaskSet):
 
     def score(self) -> None:
         _post(self.user, "score")
+
+    def answer(self) -> None:
+        _post(self.user, "answer")
+
+    # -- logistics (issue 13): forecast joins here --
 
 
 _MIX = parse_mix(os.environ.get("SHOPSERVE_MIX", DEFAULT_MIX))

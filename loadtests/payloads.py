@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
 import random
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -15,6 +16,11 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 _RETAIL_ROWS = 120_000  # enough customers and items for realistic histories, read in ~1 s
 
 
+def _jsonl(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 class Payloads:
     def __init__(self, seed: int = 0, data: Path = DATA) -> None:
         self.rng = random.Random(seed)
@@ -23,6 +29,7 @@ class Payloads:
             data / "womens-ecommerce-clothing-reviews" / "womens_clothing_ecommerce_reviews.csv.gz"
         )
         self._sessions(data / "online-shoppers-intention" / "online_shoppers_intention.csv.gz")
+        self._questions(data / "faq")
 
     def _retail(self, path: Path) -> None:
         histories: dict[str, list[str]] = defaultdict(list)
@@ -79,6 +86,18 @@ class Payloads:
                         s[k] = float(v)
                 self.sessions.append(s)
 
+    def _questions(self, faq: Path) -> None:
+        """The demo knowledge base's phrasings (each entry's question and alternatives), less
+        any that equals a held-out question: the held-out questions' test half is kept for the
+        answer card alone."""
+        held_out = {r["question"].strip().lower() for r in _jsonl(faq / "heldout_questions.jsonl")}
+        self.questions = [
+            q
+            for e in _jsonl(faq / "entries.jsonl")
+            for q in (e["question"], *e.get("alternatives", []))
+            if q.strip().lower() not in held_out
+        ]
+
     # -- bodies -------------------------------------------------------------------------------------
 
     def recommend(self) -> dict:
@@ -112,6 +131,14 @@ class Payloads:
 
     def score(self) -> dict:
         return {"session": self.rng.choice(self.sessions)}
+
+    def answer(self) -> dict:
+        """One phrasing, or (a fifth of the time) two: customers often write several
+        sentences."""
+        n = 1 if self.rng.random() < 0.8 else 2
+        return {"question": " ".join(self.rng.sample(self.questions, n)), "k": 3}
+
+    # -- logistics (issue 13): forecast() joins here --
 
     def mlp(self) -> dict:
         return {

@@ -1,5 +1,6 @@
-"""`shopserve export faq --quick`: the folders, the card (rows, metrics, gate, test set stated)
-and the served pipeline answering /v1/answer in-process through the engine (real ONNX)."""
+"""The faq family as `shopserve export all --quick` builds it (the session's `quick_repo`): the
+folders, the card (rows, metrics, gate, test set stated) and the served pipeline answering
+/v1/answer in-process through the engine (real ONNX)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from export.cli import FAMILIES, main
+from export.cli import FAMILIES
 from export.faq_data import load_entries
 from export.repository import is_done
 from server.contract.model_config import load_config
@@ -27,11 +28,10 @@ METRICS = {
 
 
 @pytest.fixture(scope="module")
-def faq_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("faq_repo")
-    rc = main(["faq", "--quick", "--allow-regression", "--seed", "0", "--out", str(out)])
-    assert rc == 0
-    return out
+def faq_repo(quick_repo: Path) -> Path:
+    """The faq family of the session's `export all --quick` (tests/conftest.py): built once for
+    the whole suite, not again here."""
+    return quick_repo
 
 
 def test_the_family_publishes_its_folders(faq_repo: Path):

@@ -94,6 +94,7 @@ def test_served_endpoints_come_from_v1_pipelines():
                 {"name": "search", "kind": "search", "state": "UNAVAILABLE"},
                 {"name": "score", "kind": "score", "state": "READY"},
                 {"name": "score_cancellation", "kind": "order_score", "state": "READY"},
+                {"name": "answer", "kind": "answer", "state": "READY"},
             ]
         }
     ).encode()
@@ -112,7 +113,8 @@ def test_served_endpoints_come_from_v1_pipelines():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        assert served_endpoints(f"http://127.0.0.1:{server.server_port}/") == ["recommend", "score"]
+        served = served_endpoints(f"http://127.0.0.1:{server.server_port}/")
+        assert served == ["recommend", "score", "answer"]
     finally:
         server.shutdown()
         server.server_close()

@@ -51,6 +51,7 @@ ROUTES_WITH_BODIES = [
     "/v1/classify",
     "/v1/search",
     "/v1/recommend",
+    "/v1/answer",
 ]
 
 
@@ -76,6 +77,10 @@ V1_FIELDS = {
         "user_id": st.one_of(st.text(max_size=70), scalars),
         "k": st.one_of(st.integers(-5, 200), scalars),
         "filters": json_values,
+    },
+    "answer": {
+        "question": st.one_of(st.text(max_size=600), scalars),
+        "k": st.one_of(st.integers(-5, 30), scalars),
     },
 }
 
