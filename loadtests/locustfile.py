@@ -98,7 +98,8 @@ class _Storefront(TaskSet):
     def answer(self) -> None:
         _post(self.user, "answer")
 
-    # -- logistics (issue 13): forecast joins here --
+    def forecast(self) -> None:
+        _post(self.user, "forecast")
 
 
 _MIX = parse_mix(os.environ.get("SHOPSERVE_MIX", DEFAULT_MIX))

@@ -18,7 +18,7 @@ __all__ = [
     "served_mix",
 ]
 
-DEFAULT_MIX = "recommend=45,search=25,classify=15,score=5,answer=10"
+DEFAULT_MIX = "recommend=40,search=25,classify=15,score=5,answer=10,forecast=5"
 # pipeline kind -> the /v1 endpoint the storefront user calls with it; `order_score` (score's
 # cancellation_risk task) is left out because the storefront user sends purchase_intent sessions
 ENDPOINT_OF_KIND = {
@@ -27,7 +27,7 @@ ENDPOINT_OF_KIND = {
     "classify": "classify",
     "score": "score",
     "answer": "answer",
-    # -- logistics (issue 13): /v1/forecast joins here, with its weight in DEFAULT_MIX --
+    "forecast": "forecast",
 }
 QUIET_LOAD_AVERAGE = 0.5  # issue 11: "nothing else running" means a 1-minute load under 0.5
 

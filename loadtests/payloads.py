@@ -35,6 +35,7 @@ class Payloads:
         histories: dict[str, list[str]] = defaultdict(list)
         titles: dict[str, str] = {}
         counts: Counter[str] = Counter()
+        units: Counter[str] = Counter()
         with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
             for i, row in enumerate(csv.DictReader(f)):
                 if i >= _RETAIL_ROWS:
@@ -45,12 +46,15 @@ class Payloads:
                 histories[customer].append(code)
                 titles.setdefault(code, row["Description"].strip())
                 counts[code] += 1
+                units[code] += max(0, int(float(row["Quantity"] or 0)))
         self.users = [u for u, h in histories.items() if len(h) >= 2]
         self.histories = {u: histories[u] for u in self.users}
         ranked = [c for c, _ in counts.most_common()]
         self.popular = ranked[:200]
         self.long_tail = ranked[len(ranked) // 2 :] or ranked
         self.queries = sorted({t for t in titles.values() if len(t.split()) >= 2})
+        # items a planner asks demand forecasts for: the 50 that sold the most units here
+        self.stocked = [c for c, _ in units.most_common(50)]
 
     def _reviews(self, path: Path) -> None:
         with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
@@ -138,7 +142,16 @@ class Payloads:
         n = 1 if self.rng.random() < 0.8 else 2
         return {"question": " ".join(self.rng.sample(self.questions, n)), "k": 3}
 
-    # -- logistics (issue 13): forecast() joins here --
+    def forecast(self) -> dict:
+        """A planner's question: the next week, fortnight or four weeks of one stocked item;
+        a tenth of them a back-test from the start of the served model's test weeks."""
+        body: dict = {
+            "item_id": self.rng.choice(self.stocked),
+            "horizon_days": self.rng.choice([7, 7, 14, 28]),
+        }
+        if self.rng.random() < 0.1:
+            body["as_of"] = "2011-11-10"
+        return body
 
     def mlp(self) -> dict:
         return {
