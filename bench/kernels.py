@@ -3,8 +3,11 @@
 One process, one data set, every method timed round-robin (one call of each in turn, repeated)
 so that load from other work on the machine spreads evenly: compare ratios within a run.
 Data: the Gaussian mixture of `bench/_mixture.py` (parameters there), 1M x 64, k = 100; recall@k
-is measured against our exact float32 search (itself checked against numpy). The feature row
-times `assemble_features` for 64 features over 500 candidates of one query.
+is measured against our exact float32 search (itself checked against numpy). The feature rows
+time `assemble_features` for 64 features over 500 candidates of one query against a vectorised
+numpy version of the same spec. The run starts with the instruction set (CPU flags, what LLVM
+targets, the microkernel block chosen from it) and ends with the issue's targets and the exact
+kernel rebuilt with each microkernel block shape (`-mk-` rows), from 4 queries on.
 """
 
 from __future__ import annotations
@@ -27,7 +30,11 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench._mixture import MIXTURE_PARAMS, gaussian_mixture  # noqa: E402
+from bench.kernels_isa import isa_lines, microkernel_lines, shape_methods  # noqa: E402
+from bench.kernels_targets import feature_rows, shape_lines, target_lines  # noqa: E402
 from kernels import ItemMatrix, build_ivf, search_ivf, topk_inner_product  # noqa: E402
+from kernels._microkernel import host_isa  # noqa: E402
+from kernels.topk import SMALL_BATCH  # noqa: E402
 
 __all__ = ["main"]
 
@@ -97,7 +104,7 @@ def _recall(ids: np.ndarray, truth: np.ndarray) -> float:
 
 
 def _time_round_robin(
-    methods: list[Method], queries: np.ndarray, batch: int, budget_s: float
+    methods: list[Method], queries: np.ndarray, batch: int, budget_s: float, min_rounds: int = 3
 ) -> dict[str, float]:
     """Median seconds per call of each method at this batch size, calls interleaved."""
     times: dict[str, list[float]] = {m.method + m.dtype: [] for m in methods}
@@ -106,7 +113,7 @@ def _time_round_robin(
         m.run(queries[:batch])
     start = time.perf_counter()
     r = 0
-    while r < 3 or (time.perf_counter() - start < budget_s and r < 200):
+    while r < min_rounds or (time.perf_counter() - start < budget_s and r < 200):
         q = queries[(r % n_batches) * batch : (r % n_batches + 1) * batch]
         for m in methods:
             t = time.perf_counter()
@@ -187,23 +194,6 @@ def _peers(items: np.ndarray, nlist: int, log: Callable[[str], None]) -> list[Me
     return out
 
 
-def _feature_row(n_items: int) -> dict[str, object]:
-    from bench.kernels_features import feature_case
-
-    run = feature_case(n_items)
-    run()
-    ts = []
-    for _ in range(300):
-        t = time.perf_counter()
-        run()
-        ts.append(time.perf_counter() - t)
-    med = statistics.median(ts)
-    return {
-        "kernel": "features", "method": "ours", "dtype": "float32", "batch": 500, "k": 0,
-        "n_items": n_items, "dim": 64, "qps": 1.0 / med, "recall": None, "median_ms": med * 1e3,
-    }  # fmt: skip
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="shopserve bench kernels", description=__doc__)
     parser.add_argument("--json", metavar="FILE", help="write the rows as a JSON list")
@@ -219,6 +209,7 @@ def main(argv: list[str]) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    print("\n".join(isa_lines()), flush=True)
     n_items = 100_000 if args.quick else 1_000_000
     nlist = 256 if args.quick else 1024
     budget_s = 0.5 if args.quick else 2.0
@@ -238,19 +229,26 @@ def main(argv: list[str]) -> int:
         Method(f"ours-ivf-nprobe{p}", "float32", lambda q, p=p: search_ivf(q, ivf, K, p)[0])
         for p in NPROBES
     ]
+    # the exact kernel rebuilt with each microkernel block shape (used from SMALL_BATCH queries)
+    shapes = [Method(name, dt, run) for name, dt, run in shape_methods(mats, K)]
+    host_shape = next(m.method for m in shapes if f"-mk-{host_isa()}-" in m.method)
     methods = ours + [Method("numpy", "float32", _numpy_topk(items))] + _peers(items, nlist, log)
 
     recall_q = queries[:64]
     truth = ours[0].run(recall_q)
     agree = _recall(_numpy_topk(items)(recall_q), truth)
     log(f"exact float32 vs numpy recall@{K}: {agree:.4f}")
-    recalls = {m.method + m.dtype: _recall(m.run(recall_q), truth) for m in methods}
+    recalls = {m.method + m.dtype: _recall(m.run(recall_q), truth) for m in methods + shapes}
 
     rows: list[dict[str, object]] = []
     for b in BATCHES:
         log(f"timing batch {b} ...")
         med = _time_round_robin(methods, queries, b, budget_s)
-        for m in methods:
+        # the block shapes in a round-robin of their own (only they alternate): >= 7 calls each
+        timed = methods + (shapes if b >= SMALL_BATCH else [])
+        if b >= SMALL_BATCH:
+            med |= _time_round_robin(shapes, queries, b, budget_s / 2, min_rounds=7)
+        for m in timed:
             key = m.method + m.dtype
             rows.append(
                 {
@@ -267,12 +265,21 @@ def main(argv: list[str]) -> int:
                 }  # fmt: skip
             )
     floors = _floors(items, queries, log)
-    rows.append(_feature_row(n_items))
+    rows += feature_rows(n_items)
     if args.real_embeddings:
         rows += _real_rows(args.real_embeddings, log)
     _print_table(rows)
     print("\nSame-run floors (ms): " + ", ".join(f"{k} {v:.2f}" for k, v in floors.items()))
-    log(f"total {time.perf_counter() - t0:.0f} s, {numba.get_num_threads()} threads")
+    print("\nTargets (issue 11 item 4; ratios within this run):\n")
+    print("\n".join(target_lines(rows, floors)))
+    big = tuple(b for b in BATCHES if b >= SMALL_BATCH)
+    print(f"\nMicrokernel blocks, same run (host: {host_shape}):")
+    print("\n".join(shape_lines(rows, host_shape, big)))
+    print("\n".join(microkernel_lines()))
+    log(
+        f"total {time.perf_counter() - t0:.0f} s, {numba.get_num_threads()} threads, "
+        f"threading layer {numba.threading_layer()}"
+    )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(rows, fh, indent=1)

@@ -28,7 +28,7 @@ __all__ = ["SMALL_BATCH", "topk_inner_product"]
 
 # Below this many queries each panel is scored straight from its storage dtype, query by query
 # (the scan is memory bound); from it on, a panel is widened to float32 once (float32 panels are
-# used in place) and scored by the 8-query x 32-item microkernel.
+# used in place) and scored by the register-blocked microkernel (its block follows the ISA).
 SMALL_BATCH = 4
 assert TILE_ROWS == PANEL_ROWS
 
