@@ -189,11 +189,13 @@ def _assemble_py(  # type: ignore[no-untyped-def]
             status[q] = -6
             continue
         nc = c1 - c0
+        ids = cand_ids[c0:c1]
+        o = out[c0:c1]
         col = np.empty(nc, np.float32)
         cnt = np.empty(nc, np.float32)
         cat = np.empty(nc, np.int64)
         for c in range(nc):
-            cat[c] = item_cat[cand_ids[c0 + c]]
+            cat[c] = item_cat[ids[c]]
         # Recent interactions sorted twice, by item and by category (a permutation each;
         # insertion sort: a user's recent list is short). Each candidate finds its run of equal
         # keys once per key kind, and every recent feature sums its own weights over that run.
@@ -215,7 +217,7 @@ def _assemble_py(  # type: ignore[no-untyped-def]
         if n_rec > 0 and n_slots > 0:
             for kind in range(2):
                 for c in range(nc):
-                    key = cand_ids[c0 + c] if kind == 0 else cat[c]
+                    key = ids[c] if kind == 0 else cat[c]
                     p = _lower_bound(keys[kind], 0, n_rec, key)
                     run[kind, 0, c] = p
                     while p < n_rec and keys[kind, p] == key:
@@ -232,6 +234,14 @@ def _assemble_py(  # type: ignore[no-untyped-def]
                 wts[s, p] = np.float32(np.exp(-recent_age_s[r0 + perm[kind, p]] * rate))
         a_lo = aff_ptr[u]
         a_hi = aff_ptr[u + 1]
+        aff = np.zeros(nc, np.float32)
+        need_aff = False
+        for f in range(n_feat):
+            need_aff |= source[f] == 2
+        if need_aff:
+            for c in range(nc):
+                p = _lower_bound(aff_cat, a_lo, a_hi, cat[c])
+                aff[c] = aff_val[p] if p < a_hi and aff_cat[p] == cat[c] else 0.0
         for f in range(n_feat):
             src = source[f]
             k = column[f]
@@ -241,15 +251,14 @@ def _assemble_py(  # type: ignore[no-untyped-def]
                     col[c] = v
             elif src == 1:
                 for c in range(nc):
-                    col[c] = item_f[cand_ids[c0 + c], k]
+                    col[c] = item_f[ids[c], k]
             elif src == 2:
                 for c in range(nc):
-                    p = _lower_bound(aff_cat, a_lo, a_hi, cat[c])
-                    col[c] = aff_val[p] if p < a_hi and aff_cat[p] == cat[c] else 0.0
+                    col[c] = aff[c]
             elif src == 3:
                 mean = user_f[u, column2[f]]
                 for c in range(nc):
-                    col[c] = item_f[cand_ids[c0 + c], k] / mean if mean > 0 else 0.0
+                    col[c] = item_f[ids[c], k] / mean if mean > 0 else 0.0
             elif src == 4 or src == 5:
                 s = recent_slot[f]
                 kind = src - 4
@@ -276,7 +285,7 @@ def _assemble_py(  # type: ignore[no-untyped-def]
                         cnt[c] += np.float32(1.0) if edge <= col[c] else np.float32(0.0)
                 col[:] = cnt
             for c in range(nc):
-                out[c0 + c, f] = col[c]
+                o[c, f] = col[c]
     return status.min() if b > 0 else 0
 
 
