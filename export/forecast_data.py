@@ -29,6 +29,7 @@ import pandas as pd
 
 from export.cancellation_data import label_cancellations
 from export.data import load_retail, load_retail_cancellations, read_retail
+from kernels.history import day_number, first_sales
 
 __all__ = [
     "CLOSED_MONTH_DAYS",
@@ -46,7 +47,6 @@ MIN_HISTORY_DAYS = 28  # an item first sold fewer days before the origin gets a 
 MIN_CATEGORY_ITEMS = 10
 CLOSED_WEEKDAYS = (5,)  # Saturday (Monday is 0)
 CLOSED_MONTH_DAYS = tuple([f"12-{d}" for d in range(24, 32)] + ["01-01", "01-02", "01-03"])
-EPOCH = dt.date(1970, 1, 1)
 
 
 @dataclass
@@ -71,7 +71,7 @@ class DemandTable:
 
     @property
     def day0(self) -> int:
-        return (self.first_day - EPOCH).days
+        return day_number(self.first_day)
 
     def date(self, col: int) -> dt.date:
         return self.first_day + dt.timedelta(days=int(col))
@@ -82,8 +82,7 @@ class DemandTable:
 
     def first_sale(self) -> np.ndarray:
         """int64 [n_items]: each item's first column with units sold (n_days if never)."""
-        sold = self.quantity > 0
-        return np.where(sold.any(1), sold.argmax(1), self.n_days).astype(np.int64)
+        return first_sales(self.quantity)
 
     def subset(self, rows: np.ndarray) -> DemandTable:
         cats, inv = np.unique(self.category[rows], return_inverse=True)

@@ -18,6 +18,8 @@ weekday in the last week before the origin, and the mean of the last four.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 from numba import njit
 
@@ -26,6 +28,8 @@ __all__ = [
     "MIN_SCALE",
     "ORIGIN_FEATURES",
     "TARGET_FEATURES",
+    "day_number",
+    "first_sales",
     "origin_features",
     "target_features",
 ]
@@ -48,6 +52,20 @@ TARGET_FEATURES = (
 )
 _N_ORIGIN = len(ORIGIN_FEATURES)
 _N_TARGET = len(TARGET_FEATURES)
+_EPOCH = dt.date(1970, 1, 1)
+
+
+def day_number(day: dt.date) -> int:
+    """`day0` of a table whose column 0 is `day`: days since 1970-01-01."""
+    return (day - _EPOCH).days
+
+
+def first_sales(quantity: np.ndarray) -> np.ndarray:
+    """int64 [n_items]: each item's first column with units sold (n_days if never); an item is
+    forecast by the model from `MIN_HISTORY_DAYS` after it, by a profile before (export's
+    training rows and the server's fallback rule read the same values)."""
+    sold = quantity > 0
+    return np.where(sold.any(1), sold.argmax(1), quantity.shape[1]).astype(np.int64)
 
 
 @njit(cache=True, nogil=True)

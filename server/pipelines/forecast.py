@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from kernels.history import origin_features
+from kernels.history import day_number, first_sales, origin_features
 from server.budget import Budget
 from server.contract.pipelines import ForecastSpec
 from server.errors import ModelLoadError, OutOfRange, UnknownItem
@@ -70,10 +70,8 @@ class History:
             raise ModelLoadError(
                 f"{folder}: {spec.item_category} must be int [{len(ids)}] in [0, {n_cat})"
             )
-        sold = q > 0
-        first = np.where(sold.any(1), sold.argmax(1), q.shape[1]).astype(np.int64)
         rows = {item: r for r, item in enumerate(ids)}
-        return cls(q, price, rows, cat, items, prof, glob, first)
+        return cls(q, price, rows, cat, items, prof, glob, first_sales(q))
 
 
 class ForecastPipeline:
@@ -88,6 +86,7 @@ class ForecastPipeline:
         self.own = own
         self.closed_weekdays = frozenset(spec.closed_weekdays)
         self.closed_dates = frozenset(spec.closed_dates)
+        self.day0 = day_number(spec.first_day)  # the kernel's day numbering of column 0
 
     @classmethod
     def load(cls, spec: ForecastSpec, folder: Path, models: ModelSource) -> ForecastPipeline:
@@ -144,7 +143,7 @@ class ForecastPipeline:
                 x, scale = origin_features(
                     h.quantity,
                     h.price,
-                    (self.spec.first_day - dt.date(1970, 1, 1)).days,
+                    self.day0,
                     np.array([row], np.int64),
                     np.array([origin], np.int64),
                 )

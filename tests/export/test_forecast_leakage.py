@@ -24,14 +24,12 @@ from export.forecast_features import origins_before, window_samples
 from export.forecast_models import StudentConfig, TeacherConfig, seasonal_naive
 from export.forecast_window import fit_recipe
 from export.options import ExportOptions
-from kernels.history import ORIGIN_FEATURES
 from server.budget import Budget
-from server.contract.model_config import ModelConfig
 from server.contract.pipelines import load_pipeline_spec
 from server.pipelines.forecast import ForecastPipeline
 from server.schemas.v1 import ForecastRequest
-from tests.server.pipelines.fakes import FakeModel, FakeModelSource, tensor
-from tests.server.pipelines.forecast_shop import forecast_fn
+from tests.server.pipelines.fakes import FakeModel, FakeModelSource
+from tests.server.pipelines.forecast_shop import forecast_fn, forecast_model_config
 
 N_ITEMS, N_DAYS = 24, 200
 CFGS = (TeacherConfig(800, 10, every=5), StudentConfig(300, 16, 2))
@@ -124,15 +122,7 @@ def served(tmp_path: Path) -> tuple[DemandTable, ForecastPipeline, FakeModel]:
     opts = ExportOptions(out=tmp_path / "repo")
     opts.out.mkdir()
     _write_pipeline(opts, t, N_DAYS - HORIZON)
-    config = ModelConfig(
-        name="forecast_model",
-        max_batch_size=64,
-        input=[
-            tensor("features", "TYPE_FP32", [len(ORIGIN_FEATURES)]),
-            tensor("scale", "TYPE_FP32", [1]),
-        ],
-        output=[tensor("p50", "TYPE_FP32", [HORIZON]), tensor("p90", "TYPE_FP32", [HORIZON])],
-    )
+    config = forecast_model_config()
     model = FakeModel(config, forecast_fn, tmp_path)
     _, spec = load_pipeline_spec(opts.out / "forecast" / "pipeline.toml")
     folder = opts.out / "forecast" / "1"

@@ -19,7 +19,15 @@ from server.contract.pipelines import ForecastSpec
 from tests.server.pipelines.fakes import FakeModel, FakeModelSource, tensor
 from tests.server.pipelines.shop import write_pipeline
 
-__all__ = ["FIRST_DAY", "ITEMS", "N_DAYS", "ForecastShop", "build_forecast_shop", "forecast_fn"]
+__all__ = [
+    "FIRST_DAY",
+    "ITEMS",
+    "N_DAYS",
+    "ForecastShop",
+    "build_forecast_shop",
+    "forecast_fn",
+    "forecast_model_config",
+]
 
 FIRST_DAY = dt.date(2011, 1, 3)  # a Monday
 N_DAYS = 70
@@ -47,6 +55,19 @@ class ForecastShop:
         return self.repo / "forecast" / "1"
 
 
+def forecast_model_config() -> ModelConfig:
+    """The served forecast model's contract: features and scale in, p50 and p90 per day out."""
+    return ModelConfig(
+        name="forecast_model",
+        max_batch_size=64,
+        input=[
+            tensor("features", "TYPE_FP32", [len(ORIGIN_FEATURES)]),
+            tensor("scale", "TYPE_FP32", [1]),
+        ],
+        output=[tensor("p50", "TYPE_FP32", [HORIZON]), tensor("p90", "TYPE_FP32", [HORIZON])],
+    )
+
+
 def build_forecast_shop(root: Path) -> ForecastShop:
     rng = np.random.default_rng(0)
     q = np.zeros((len(ITEMS), N_DAYS), np.float32)
@@ -57,15 +78,7 @@ def build_forecast_shop(root: Path) -> ForecastShop:
         price[r, first:] = 1.5 + r
     days = [FIRST_DAY + dt.timedelta(days=k) for k in range(N_DAYS)]
     q[:, [d.weekday() == 5 for d in days]] = 0.0  # no trading on Saturdays
-    config = ModelConfig(
-        name="forecast_model",
-        max_batch_size=64,
-        input=[
-            tensor("features", "TYPE_FP32", [len(ORIGIN_FEATURES)]),
-            tensor("scale", "TYPE_FP32", [1]),
-        ],
-        output=[tensor("p50", "TYPE_FP32", [HORIZON]), tensor("p90", "TYPE_FP32", [HORIZON])],
-    )
+    config = forecast_model_config()
     models_dir = root / "models" / "forecast_model" / "1"
     models_dir.mkdir(parents=True, exist_ok=True)
     gate = GateSummary(passed=True, rules=[GateRule("WAPE p50", 0.8, 1.0, True)])
