@@ -95,7 +95,7 @@ def export_text(opts: ExportOptions) -> None:
         data,
         ids,
         models,
-        Bench(plan.bench_runs, plan.bench_s),
+        Bench(plan.bench_runs, plan.bench_s, plan.bench_batches),
         work,
         tokenizer_json(path, plan.max_len),
     )

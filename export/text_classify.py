@@ -31,7 +31,6 @@ __all__ = [
 ]
 
 PIPELINE = "classify"
-CHECK_REVIEWS = 256  # test reviews on which each served file is compared with torch and the graph
 # every head's contract; `classifier_spec` names it and sizes `logits` to the task's labels
 CLASSIFY = OnnxSpec(
     name="classify_task",
@@ -95,10 +94,10 @@ def _graph_row(run: TextRun, variant: str, task: str, graph: Graph, served: Expo
 
 def _served_files(run: TextRun, task: str, spec: OnnxSpec, mode: str):
     """The head's own ONNX files (fp32, int8 in `mode`), each checked against torch and against
-    the graph the rows come from, on `CHECK_REVIEWS` test reviews."""
+    the graph the rows come from, on the plan's `check_reviews` test reviews."""
     import torch
 
-    ids = run.ids.split["test"][:CHECK_REVIEWS]
+    ids = run.check_ids
     module = HeadOnly(run.student, task)
     with torch.no_grad():
         ref = module(torch.tensor(ids)).numpy()
@@ -106,7 +105,7 @@ def _served_files(run: TextRun, task: str, spec: OnnxSpec, mode: str):
     int8 = fp32.quantized(ids, per_channel=INT8_MODES[mode])
     # the same reviews in the same batches: dynamic int8 scales depend on the batch
     match = {
-        v: round(float(np.abs(f.out - run.graphs[g].run(ids)[task]).max()), 6)
+        v: round(float(np.abs(f.out - run.graph_on_check(g)[task]).max()), 6)
         for v, f, g in (("student", fp32, "student"), ("student-int8", int8, mode))
     }
     if max(match.values()) > 1e-3:

@@ -60,12 +60,17 @@ class TextPlan:
     max_len: int  # tokens per review (training, evaluation and the served tokenizer)
     bench_runs: int  # latency runs per session and batch size
     bench_s: float  # latency budget per session and batch size
+    check_reviews: int = 256  # test reviews each served file is checked on (torch, its graph)
+    # the batch sizes timed; the gate's speed rule and the served variant read batch 1
+    bench_batches: tuple[int, ...] = (1, 64)
 
 
 # full: 128 tokens hold 88.7% of the reviews whole (96: 62%, 64: 37%; the longest is 169)
 PLANS = {
     "quick": TextPlan(430, 32, 5, 0.5),
-    "preview": TextPlan(2400, 64, 20, 1.0),
+    # preview: the first answer of `make serve` waits for it (issue 10 item 7), so it checks each
+    # served file on 64 reviews and times batch 1 only (the gate's and the variant choice's)
+    "preview": TextPlan(2400, 64, 20, 1.0, check_reviews=64, bench_batches=(1,)),
     "full": TextPlan(None, 128, 60, 3.0),
 }
 

@@ -80,6 +80,10 @@ def _fit(x, y: np.ndarray, n: int, c: float, soft: np.ndarray | None, alpha: flo
     from sklearn.linear_model import LogisticRegression
 
     cw = _balanced(y, n)
+    d = x.shape[1]
+    active = None
+    if sparse.issparse(x):  # see `_active_columns`
+        active, x = _active_columns(x)
     lr = LogisticRegression(C=c, max_iter=2000, tol=tol)
     if soft is None or alpha == 0:
         lr.fit(x, y, sample_weight=cw[y])
@@ -90,9 +94,28 @@ def _fit(x, y: np.ndarray, n: int, c: float, soft: np.ndarray | None, alpha: flo
         xs = x[rows] if sparse.issparse(x) else np.asarray(x)[rows]
         lr.fit(xs, cls, sample_weight=target.ravel() * cw[cls])
     w, b = lr.coef_, lr.intercept_
+    if active is not None:
+        w = _scatter_columns(w, active, d)
     if n == 2:  # sklearn's binary model: one row, the positive class's score
         w, b = np.vstack([np.zeros_like(w), w]), np.array([0.0, b[0]])
     return Linear(w.astype(np.float32), b.astype(np.float32))
+
+
+def _active_columns(x):
+    """(the columns with a non-zero, x restricted to them). The bag has 555k columns, of which a
+    training set touches a few percent (1,680 preview reviews: 11.6k). An L2-regularised logistic
+    regression gives a column that is zero in every row a zero weight, and L-BFGS started at zero
+    never moves it (its gradient is the penalty's, 0 there), so fitting on the active columns is
+    the same fit; the solver's per-iteration cost, linear in the columns, drops 30-50x."""
+    xc = x.tocsc()
+    active = np.flatnonzero(xc.getnnz(axis=0) > 0)
+    return active, xc[:, active].tocsr()
+
+
+def _scatter_columns(w: np.ndarray, active: np.ndarray, d: int) -> np.ndarray:
+    out = np.zeros((w.shape[0], d), w.dtype)
+    out[:, active] = w
+    return out
 
 
 def _f1(y: np.ndarray, logits: np.ndarray) -> float:

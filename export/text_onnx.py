@@ -74,14 +74,15 @@ def contract(spec: OnnxSpec) -> dict[str, Any]:
 
 @dataclass
 class Bench:
-    """Median latency of a session on fixed random 32-token inputs, at batch 1 and 64."""
+    """Median latency of a session on fixed random 32-token inputs, at each of `batches`."""
 
     runs: int
     budget_s: float
+    batches: tuple[int, ...] = (1, 64)
     inputs: dict[int, np.ndarray] = field(init=False)
 
     def __post_init__(self) -> None:
-        shape = {b: (b, LATENCY_TOKENS) for b in (1, 64)}
+        shape = {b: (b, LATENCY_TOKENS) for b in self.batches}
         self.inputs = {
             b: np.random.default_rng(0).integers(1000, 20000, s).astype(np.int64)
             for b, s in shape.items()
@@ -171,6 +172,7 @@ class TextRun:
     teacher_size: int = 0
     teacher_latency: dict[str, float] = field(default_factory=dict)
     failures: list[Exception] = field(default_factory=list)
+    _check: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     @property
     def teacher(self) -> Classifier:
@@ -179,6 +181,17 @@ class TextRun:
     @property
     def student(self) -> Classifier:
         return self.models.student
+
+    @property
+    def check_ids(self) -> np.ndarray:
+        """The test reviews every served file is compared on (with torch and with its graph)."""
+        return self.ids.split["test"][: self.plan.check_reviews]
+
+    def graph_on_check(self, graph: str) -> dict[str, np.ndarray]:
+        """Every head's logits of graph `graph` on `check_ids`, run once for all the heads."""
+        if graph not in self._check:
+            self._check[graph] = self.graphs[graph].run(self.check_ids)
+        return self._check[graph]
 
     def dataset_card(self, task: str) -> dict[str, Any]:
         return dataset_card(self.data, task, "--quick" if self.opts.quick else self.opts.tier)

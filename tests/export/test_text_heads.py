@@ -68,3 +68,26 @@ def test_soft_targets_fit_a_binary_head_with_two_logits() -> None:
     fit = fit_stack(parts, idf, soft, 0.5)
     assert fit.alpha == 0.5 and fit.head.dense.weight.shape == (2, 4)
     assert fit.head.lexical.table.weight[:, 0].abs().max() == 0  # class 0's logit is the bias
+
+
+def test_fitting_on_the_active_columns_is_the_full_fit() -> None:
+    """The bag's regression is solved on the columns some training row touches (a few percent of
+    the 555k): the weights equal a fit over every column, and the rest are exactly zero."""
+    from sklearn.linear_model import LogisticRegression
+
+    from export.text_heads import _fit
+
+    rng = np.random.default_rng(3)
+    ids = _ids(rng, 240)
+    y = rng.integers(0, 3, len(ids))
+    ids[:, 1] = 2000 + y
+    x = bag_matrix(ids, fit_idf(ids))
+    part = _fit(x, y, 3, 4.0, None, 0.0, 1e-8)
+    cw = 240 / (3 * np.bincount(y, minlength=3))
+    full = LogisticRegression(C=4.0, max_iter=5000, tol=1e-8).fit(x, y, sample_weight=cw[y])
+    # the same optimum, to the solvers' stopping rule (L-BFGS stops on relative loss change too)
+    np.testing.assert_allclose(part.w, full.coef_, atol=2e-3)
+    np.testing.assert_allclose(part.b, full.intercept_, atol=2e-3)
+    assert np.array_equal(part.logits(x).argmax(1), full.predict(x))
+    untouched = x.getnnz(axis=0) == 0
+    assert untouched.sum() > 500_000 and np.all(part.w[:, untouched] == 0)
