@@ -60,6 +60,20 @@ def test_speed_is_compared_only_in_one_runtime() -> None:
     assert not gate["passed"]
 
 
+def test_speed_is_gated_in_the_full_tier_and_recorded_in_the_preview() -> None:
+    """`make serve` builds the preview while its server starts: the preview's timings share the
+    cores, so its speed rule is recorded with its value and failure, never gating the preview."""
+    rows = _rows(baseline=0.5, teacher=0.7, student=0.7)
+    rows[1].latency_ms, rows[2].latency_ms = {"batch_1": 1.0}, {"batch_1": 2.0}
+    kw = {"served": "student", "speed_batch": "batch_1", "min_speedup": 2, "quick": False}
+    full = check_gates(rows, **kw, tier="full")
+    preview = check_gates(rows, **kw, tier="preview")
+    assert not full["passed"] and _rule(full, "student speed-up")["enforced"]
+    speed = _rule(preview, "student speed-up")
+    assert preview["passed"] and not speed["enforced"] and not speed["passed"]
+    assert speed["value"] == 0.5 and "not gated in the preview tier" in speed["rule"]
+
+
 def test_lower_is_better_metrics_gate_the_other_way() -> None:
     rows = _rows(baseline=0.40, teacher=0.30, student=0.31)  # WAPE
     gate = check_gates(rows, served="student", speed_batch=None, quick=False, lower_is_better=True)
