@@ -70,7 +70,13 @@ class Rule:
 
 
 def _speed_rule(
-    rows: dict[str, Row], served: str, batch_key: str, min_speedup: float, quick: bool, tier: str
+    rows: dict[str, Row],
+    served: str,
+    batch_key: str,
+    min_speedup: float,
+    quick: bool,
+    tier: str,
+    paired: dict[str, float] | None = None,
 ) -> Rule | None:
     """Served variant against the teacher, only when both were timed in the same runtime.
     Recorded, not gated, with --quick and in the preview tier: `make serve` builds the preview
@@ -85,6 +91,9 @@ def _speed_rule(
         return None
     speedup = round(tl / sl, 3)
     what = f"{served} speed-up over teacher at {batch_key} in {s.runtime} >= {min_speedup}x"
+    if paired is not None:  # `onnx_tools.paired_speedup`: the rows' medians were timed apart
+        speedup = paired["median"]
+        what += f" (interleaved rounds: median ratio, quartiles {paired['q25']}-{paired['q75']})"
     if quick:
         what += " (recorded, not gated with --quick)"
     elif tier == "preview":
@@ -154,6 +163,7 @@ def check_gates(
     quant_rule: Rule | None = None,
     lower_is_better: bool = False,
     tier: str = "full",
+    paired_speedup: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """The card's `gate` object, judging the variant that is served (issue 10):
 
@@ -163,6 +173,7 @@ def check_gates(
     - `served` is `min_speedup` x faster than the teacher at `speed_batch`, only when both were
       timed in the same runtime (`Row.runtime`); pass `speed_batch=None` where no teacher runs
       in the served runtime, and say so in the card; gated in the full tier only (`_speed_rule`);
+      `paired_speedup` (`onnx_tools.paired_speedup` at `speed_batch`) replaces the rows' ratio;
     - whether the teacher beats its student is reported (a student above its teacher means an
       under-trained teacher: the card must explain it).
     `lower_is_better` for error metrics (WAPE, pinball loss)."""
@@ -194,7 +205,7 @@ def check_gates(
         if r is not None
     ]
     if speed_batch is not None:
-        speed = _speed_rule(by, served, speed_batch, min_speedup, quick, tier)
+        speed = _speed_rule(by, served, speed_batch, min_speedup, quick, tier, paired_speedup)
         if speed is not None:
             rules.append(speed)
     return gate_of(rules, served=served, tier=tier)

@@ -263,6 +263,14 @@ def export_student(
     return Exported(row, check, got)
 
 
+def _paired_speedup(teacher: Path, student: Path, data: ScoreData) -> dict[str, float]:
+    """Student against teacher at batch 64 in interleaved rounds (`onnx_tools.paired_speedup`),
+    both ONNX Runtime sessions on one thread, on the test split's first 64 rows."""
+    feeds = onnx_tools.head_feeds(data.feeds(data.test), (64,))[64]
+    t, s = onnx_tools.session(teacher), onnx_tools.session(student)
+    return onnx_tools.paired_speedup(partial(t.run, None, feeds), partial(s.run, None, feeds))
+
+
 def choose_threshold(student, valid: RiskSplit) -> float:
     """The F1-best cut of the student's probability on the validation split."""
     from sklearn.metrics import precision_recall_curve
@@ -353,12 +361,14 @@ def _build(
     bias = float(student.bias.detach())
     threshold = choose_threshold(student, data.valid)
     same_runtime = rows[1].runtime == exported.row.runtime
+    teacher_path = opts.cache / f"{spec.name}_teacher.onnx"
     gate = check_gates(
         rows,
         served="student",
         speed_batch="batch_64" if same_runtime else None,
         quick=opts.quick,
         tier=opts.tier,
+        paired_speedup=_paired_speedup(teacher_path, model_path, data) if same_runtime else None,
     )
     _, logit, contributions = exported.outputs
     extra = {

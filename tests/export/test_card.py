@@ -107,3 +107,35 @@ def test_int8_is_not_served_when_it_loses_to_the_baseline_on_validation() -> Non
     rows[1].valid_metric = 0.6790  # fp32 below the baseline too: int8's own speed decides
     rows[2].valid_metric = 0.6780
     assert served_variant(rows, "batch_1") == "student-int8"
+
+
+def test_an_interleaved_speed_up_replaces_the_rows_ratio() -> None:
+    """The rows' medians were timed apart (1.0 / 2.0 ms: 0.5x); the paired rounds decide."""
+    rows = _rows(baseline=0.5, teacher=0.7, student=0.7)
+    rows[1].latency_ms, rows[2].latency_ms = {"batch_64": 1.0}, {"batch_64": 2.0}
+    paired = {"median": 2.1, "q25": 2.0, "q75": 2.2}
+    kw = {"served": "student", "speed_batch": "batch_64", "min_speedup": 1.0, "quick": False}
+    assert not check_gates(rows, **kw)["passed"]
+    gate = check_gates(rows, **kw, paired_speedup=paired)
+    speed = _rule(gate, "student speed-up")
+    assert gate["passed"] and speed["value"] == 2.1 and "quartiles 2.0-2.2" in speed["rule"]
+
+
+def test_paired_speedup_is_the_median_of_interleaved_rounds(monkeypatch) -> None:
+    """A fake clock that each call advances: the slow function 300 ns, the fast one 100 ns, and
+    every fifth round the machine slows both down 4x (the ratio holds)."""
+    from export import onnx_tools
+
+    clock = {"ns": 0, "calls": 0}
+
+    def tick(ns: int):
+        def call() -> None:
+            clock["calls"] += 1
+            slow_phase = (clock["calls"] // 20) % 5 == 4
+            clock["ns"] += ns * (4 if slow_phase else 1)
+
+        return call
+
+    monkeypatch.setattr(onnx_tools.time, "perf_counter_ns", lambda: clock["ns"])
+    got = onnx_tools.paired_speedup(tick(300), tick(100), rounds=10, calls=10)
+    assert got == {"median": 3.0, "q25": 3.0, "q75": 3.0}
