@@ -30,6 +30,7 @@ __all__ = [
     "export_encoder",
     "latency",
     "onnx_row",
+    "paired_speedups",
     "quantize",
     "served_spec",
 ]
@@ -87,6 +88,23 @@ def latency(sess, max_len: int, n_items: int, runs: int) -> dict[str, float]:
         for b in LATENCY_BATCHES
     }
     return onnx_tools.latency_by_batch(sess, feeds, runs)
+
+
+def paired_speedups(
+    teacher: Variant, t_len: int, students: dict[str, Variant], s_len: int, n_items: int, b: int
+) -> dict[str, dict[str, float]]:
+    """Each student variant against the teacher at batch `b`, timed in interleaved rounds
+    (`onnx_tools.paired_speedup`), each on random histories of its own length."""
+    from functools import partial
+
+    rng = np.random.default_rng(0)
+    tf = {HISTORY.name: rng.integers(0, n_items, (b, t_len)).astype(np.int64)}
+    sf = {HISTORY.name: rng.integers(0, n_items, (b, s_len)).astype(np.int64)}
+    slow = partial(teacher.sess.run, None, tf)
+    return {
+        v: onnx_tools.paired_speedup(slow, partial(x.sess.run, None, sf))
+        for v, x in students.items()
+    }
 
 
 def export_encoder(spec: OnnxSpec, model, split: SeqSplit, path: Path) -> Path:
