@@ -83,11 +83,13 @@ def evaluate(path: Path, item_emb: np.ndarray, split: SeqSplit, max_len: int) ->
 def latency(sess, max_len: int, n_items: int, runs: int) -> dict[str, float]:
     """Latency on random histories of the model's full history length."""
     rng = np.random.default_rng(0)
-    feeds = {
-        b: {HISTORY.name: rng.integers(0, n_items, (b, max_len)).astype(np.int64)}
-        for b in LATENCY_BATCHES
-    }
+    feeds = {b: _random_histories(rng, b, max_len, n_items) for b in LATENCY_BATCHES}
     return onnx_tools.latency_by_batch(sess, feeds, runs)
+
+
+def _random_histories(rng, b: int, max_len: int, n_items: int) -> dict[str, np.ndarray]:
+    """The timing feed: `b` random histories of `max_len` items."""
+    return {HISTORY.name: rng.integers(0, n_items, (b, max_len)).astype(np.int64)}
 
 
 def paired_speedups(
@@ -98,8 +100,7 @@ def paired_speedups(
     from functools import partial
 
     rng = np.random.default_rng(0)
-    tf = {HISTORY.name: rng.integers(0, n_items, (b, t_len)).astype(np.int64)}
-    sf = {HISTORY.name: rng.integers(0, n_items, (b, s_len)).astype(np.int64)}
+    tf, sf = (_random_histories(rng, b, n, n_items) for n in (t_len, s_len))
     slow = partial(teacher.sess.run, None, tf)
     return {
         v: onnx_tools.paired_speedup(slow, partial(x.sess.run, None, sf))
