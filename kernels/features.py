@@ -16,6 +16,7 @@ _LN2 = np.log(2.0)
 # Above this many candidates per call, queries are spread over threads (training-time calls);
 # a request's few hundred candidates run on the calling thread: waking threads costs more.
 PARALLEL_MIN_CANDIDATES = 20_000
+CAND_BLOCK = 64  # candidates whose rows are filled together (see the kernel body)
 _ERRORS = {
     -1: "user_ids",
     -2: "candidate_ids",
@@ -80,13 +81,17 @@ def _lower_bound(keys, lo, hi, key):  # type: ignore[no-untyped-def]
 
 
 @njit(inline="always", nogil=True, cache=True)
-def _hash_bucket(a, b, n_buckets):  # type: ignore[no-untyped-def]
+def _splitmix(a, b):  # type: ignore[no-untyped-def]
     # splitmix64 finaliser over a combined key: stable across runs, platforms and languages
     x = np.uint64(a) * np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(b)
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    x = x ^ (x >> np.uint64(31))
-    return np.float32(x % np.uint64(n_buckets))
+    return x ^ (x >> np.uint64(31))
+
+
+@njit(inline="always", nogil=True, cache=True)
+def _hash_bucket(a, b, n_buckets):  # type: ignore[no-untyped-def]
+    return np.float32(_splitmix(a, b) % np.uint64(n_buckets))
 
 
 _I23, _I127, _I1 = np.int32(23), np.int32(127), np.int32(1)
@@ -147,9 +152,10 @@ def _assemble_py(  # type: ignore[no-untyped-def]
 ):
     """Kernel body; returns 0, or a negative code naming the bad argument (see _ERRORS).
 
-    Per (query, feature), the values of that query's candidates go to a contiguous scratch
-    column, are transformed there (loops that vectorise), then copied into out[:, f]: the source
-    switch sits outside every candidate loop. Recent interactions are sorted per query by key
+    Per (query, block of CAND_BLOCK candidates, feature), the block's values go to a contiguous
+    scratch column, are transformed there (loops that vectorise), then copied into out[:, f]:
+    the source switch sits outside every candidate loop, and the block's rows of `out` stay in
+    L1 while its features fill them. Recent interactions are sorted per query by key
     (item or category) with their decayed weights: one binary search per candidate and key kind.
     """
     n_users = user_f.shape[0]
@@ -191,8 +197,8 @@ def _assemble_py(  # type: ignore[no-untyped-def]
         nc = c1 - c0
         ids = cand_ids[c0:c1]
         o = out[c0:c1]
-        col = np.empty(nc, np.float32)
-        cnt = np.empty(nc, np.float32)
+        col = np.empty(CAND_BLOCK, np.float32)
+        cnt = np.empty(CAND_BLOCK, np.float32)
         cat = np.empty(nc, np.int64)
         for c in range(nc):
             cat[c] = item_cat[ids[c]]
@@ -223,6 +229,15 @@ def _assemble_py(  # type: ignore[no-untyped-def]
                     while p < n_rec and keys[kind, p] == key:
                         p += 1
                     run[kind, 1, c] = p
+        hits = np.empty((2, nc), np.int64)  # per kind: the candidates whose run is not empty
+        n_hits = np.zeros(2, np.int64)
+        for kind in range(2):
+            for c in range(nc):
+                if run[kind, 1, c] > run[kind, 0, c]:
+                    hits[kind, n_hits[kind]] = c
+                    n_hits[kind] += 1
+        hit_lo = np.zeros(2, np.int64)  # per kind: the block's hits are hits[kind, lo:hi]
+        hit_hi = np.zeros(2, np.int64)
         wts = np.empty((max(n_slots, 1), n_rec), np.float32)
         for f in range(n_feat):
             s = recent_slot[f]
@@ -242,50 +257,77 @@ def _assemble_py(  # type: ignore[no-untyped-def]
             for c in range(nc):
                 p = _lower_bound(aff_cat, a_lo, a_hi, cat[c])
                 aff[c] = aff_val[p] if p < a_hi and aff_cat[p] == cat[c] else 0.0
-        for f in range(n_feat):
-            src = source[f]
-            k = column[f]
-            if src == 0:
-                v = user_f[u, k]
-                for c in range(nc):
-                    col[c] = v
-            elif src == 1:
-                for c in range(nc):
-                    col[c] = item_f[ids[c], k]
-            elif src == 2:
-                for c in range(nc):
-                    col[c] = aff[c]
-            elif src == 3:
-                mean = user_f[u, column2[f]]
-                for c in range(nc):
-                    col[c] = item_f[ids[c], k] / mean if mean > 0 else 0.0
-            elif src == 4 or src == 5:
-                s = recent_slot[f]
-                kind = src - 4
-                for c in range(nc):
-                    acc = np.float32(0.0)
-                    for p in range(run[kind, 0, c], run[kind, 1, c]):
-                        acc += wts[s, p]
-                    col[c] = acc
-            else:
-                a = np.int64(user_f[u, k])
-                nb = np.int64(param[f])
-                for c in range(nc):
-                    col[c] = _hash_bucket(a, cat[c], nb)
-            t = transform[f]
-            if t == 1:
-                for c in range(nc):
-                    col[c] = _log1p_nonneg(col[c])
-            elif t == 2:
-                # boundary-outer so that the candidate loop is the inner, vectorisable one
-                cnt[:] = 0.0
-                for e in range(bnd_indptr[f], bnd_indptr[f + 1]):
-                    edge = bnd_values[e]
-                    for c in range(nc):
-                        cnt[c] += np.float32(1.0) if edge <= col[c] else np.float32(0.0)
-                col[:] = cnt
-            for c in range(nc):
-                o[c, f] = col[c]
+        # Candidates in blocks of CAND_BLOCK, every feature inside a block: the block's rows of
+        # `out` (64 x 64 floats, 16 KiB) and of item_f stay in L1 while its features fill them.
+        # Against one pass per feature over all 500 candidates of the benchmark's case: 1.15x
+        # (median of 60 interleaved rounds; 128 or 256 a block measured no better).
+        for b0 in range(0, nc, CAND_BLOCK):
+            m = min(CAND_BLOCK, nc - b0)
+            idb = ids[b0 : b0 + m]
+            catb = cat[b0 : b0 + m]
+            affb = aff[b0 : b0 + m]
+            ob = o[b0 : b0 + m]
+            for kind in range(2):
+                hit_lo[kind] = hit_hi[kind]
+                while hit_hi[kind] < n_hits[kind] and hits[kind, hit_hi[kind]] < b0 + m:
+                    hit_hi[kind] += 1
+            for f in range(n_feat):
+                src = source[f]
+                k = column[f]
+                if src == 0:
+                    v = user_f[u, k]
+                    for c in range(m):
+                        col[c] = v
+                elif src == 1:
+                    for c in range(m):
+                        col[c] = item_f[idb[c], k]
+                elif src == 2:
+                    for c in range(m):
+                        col[c] = affb[c]
+                elif src == 3:
+                    mean = user_f[u, column2[f]]
+                    for c in range(m):
+                        col[c] = item_f[idb[c], k] / mean if mean > 0 else 0.0
+                elif src == 4 or src == 5:
+                    # most candidates match no recent interaction: zeros, then the few that do
+                    s = recent_slot[f]
+                    kind = src - 4
+                    for c in range(m):
+                        col[c] = 0.0
+                    for h in range(hit_lo[kind], hit_hi[kind]):
+                        c = hits[kind, h]
+                        acc = np.float32(0.0)
+                        for p in range(run[kind, 0, c], run[kind, 1, c]):
+                            acc += wts[s, p]
+                        col[c - b0] = acc
+                else:
+                    a = np.int64(user_f[u, k])
+                    nb = np.int64(param[f])
+                    if nb & (nb - 1) == 0:
+                        # a power-of-two count (the usual choice): the remainder is a mask, where
+                        # a 64-bit division costs ~30 cycles and keeps the loop scalar
+                        mask = np.uint64(nb - 1)
+                        for c in range(m):
+                            col[c] = np.float32(_splitmix(a, catb[c]) & mask)
+                    else:
+                        for c in range(m):
+                            col[c] = _hash_bucket(a, catb[c], nb)
+                t = transform[f]
+                if t == 1:
+                    for c in range(m):
+                        col[c] = _log1p_nonneg(col[c])
+                elif t == 2:
+                    # boundary-outer so that the candidate loop is the inner, vectorisable one
+                    for c in range(m):
+                        cnt[c] = 0.0
+                    for e in range(bnd_indptr[f], bnd_indptr[f + 1]):
+                        edge = bnd_values[e]
+                        for c in range(m):
+                            cnt[c] += np.float32(1.0) if edge <= col[c] else np.float32(0.0)
+                    for c in range(m):
+                        col[c] = cnt[c]
+                for c in range(m):
+                    ob[c, f] = col[c]
     return status.min() if b > 0 else 0
 
 
@@ -293,7 +335,13 @@ _assemble_serial = njit(nogil=True, cache=True, error_model="numpy")(_assemble_p
 _assemble_parallel = njit(nogil=True, cache=True, parallel=True, error_model="numpy")(_assemble_py)
 
 
+_I64 = np.dtype(np.int64)
+
+
 def _ints(name: str, a: np.ndarray | list[int], n: int | None = None) -> np.ndarray:
+    # the serving path passes int64 arrays: return them as they are (a few attribute reads)
+    if type(a) is np.ndarray and a.dtype is _I64 and a.ndim == 1 and (n is None or len(a) == n):
+        return a
     x = np.asarray(a)
     if x.ndim != 1 or (x.dtype.kind not in "iu" and x.size) or (n is not None and x.shape[0] != n):
         want = f"[{n}]" if n is not None else "1-D"
@@ -368,11 +416,11 @@ def assemble_features(
     kernel = _assemble_parallel if shape[0] >= PARALLEL_MIN_CANDIDATES else _assemble_serial
     status = kernel(  # type: ignore[call-arg]
         *_spec_and_tables(cs, tables),
-        uid.astype(np.int64, copy=False),
+        uid,
         cptr,
-        cid.astype(np.int64, copy=False),
+        cid,
         rptr,
-        rid.astype(np.int64, copy=False),
+        rid,
         age,
         o,
     )

@@ -96,7 +96,8 @@ def cases(draw):  # type: ignore[no-untyped-def]
         )
     b = draw(st.integers(0, 4))
     users = rng.integers(0, n_users, b)
-    n_c = rng.integers(0, 8, b)
+    # up to 7 candidates a query, or up to 149: past the kernel's blocks of CAND_BLOCK (64)
+    n_c = rng.integers(0, draw(st.sampled_from([8, 150])), b)
     n_r = rng.integers(0, 6, b)
     ages = (rng.random(int(n_r.sum())) * 50).astype(np.float32)
     return (
