@@ -51,7 +51,7 @@ def _load_rev(rev: str, root: Path) -> object:
         sys.path.remove(str(root))
 
 
-def _cases(n_items: int) -> dict[str, list]:
+def _cases() -> dict[str, list]:
     from bench.kernels_features import _spec
     from kernels import Feature
 
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kernels at {args.rev} against this tree; {args.items:,} items, 500 candidates")
         print(f"| case | {args.rev} | this tree | {args.rev} / this tree (quartiles) |")
         print("|---|---|---|---|")
-        for name, feats in _cases(args.items).items():
+        for name, feats in _cases().items():
             spec = kernels.FeatureSpec(tuple(feats))
             out_a = np.empty((cands.shape[0], spec.n_features), np.float32)
             out_b = np.empty_like(out_a)

@@ -303,7 +303,7 @@ def _assemble_py(  # type: ignore[no-untyped-def]
                 else:
                     a = np.int64(user_f[u, k])
                     nb = np.int64(param[f])
-                    if nb & (nb - 1) == 0:
+                    if (nb & (nb - 1)) == 0:  # Python: & binds before ==
                         # a power-of-two count (the usual choice): the remainder is a mask, where
                         # a 64-bit division costs ~30 cycles and keeps the loop scalar
                         mask = np.uint64(nb - 1)

@@ -27,7 +27,7 @@ def test_head_against_the_tree_prints_every_case(capsys, monkeypatch) -> None:  
     assert rc == 0
     out = capsys.readouterr().out
     rows = [ln for ln in out.splitlines() if ln.startswith("| ") and " ms |" in ln]
-    assert [r.split(" | ")[0][2:] for r in rows] == list(kernels_versus._cases(2000))
+    assert [r.split(" | ")[0][2:] for r in rows] == list(kernels_versus._cases())
 
 
 def test_an_unknown_revision_fails() -> None:
