@@ -305,7 +305,7 @@ def _assemble_py(  # type: ignore[no-untyped-def]
                     nb = np.int64(param[f])
                     if (nb & (nb - 1)) == 0:  # Python: & binds before ==
                         # a power-of-two count (the usual choice): the remainder is a mask, where
-                        # a 64-bit division costs ~30 cycles and keeps the loop scalar
+                        # a 64-bit division is one scalar DIV per value (docs/performance.md)
                         mask = np.uint64(nb - 1)
                         for c in range(m):
                             col[c] = np.float32(_splitmix(a, catb[c]) & mask)
