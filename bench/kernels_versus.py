@@ -5,20 +5,18 @@ moves absolute figures by ~1.6x here, cancels in each round's ratio).
 REV's `kernels/` is copied out of git into a temporary package (`kernels_rev`, its own Numba
 cache), both kernels run the benchmark's case (`bench/kernels_features.py`: 64 features x 500
 candidates, 1M items) and groups of 32 features of one kind; their outputs are compared before
-any timing. Prints, per case, each kernel's median time and the median and quartiles of the
-rounds' ratios (REV / this tree: > 1 means this tree is faster).
+any timing, then both are timed by `export.onnx_tools.paired_rounds`. Prints, per case, each
+kernel's median time and the median and quartiles of the rounds' ratios (REV / this tree: > 1
+means this tree is faster).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -79,24 +77,6 @@ def _cases() -> dict[str, list]:
     }
 
 
-def _paired(a: Callable[[], object], b: Callable[[], object], rounds: int, calls: int) -> tuple:
-    """(median a, median b, ratio quartiles a/b) over `rounds` rounds of `calls` calls each."""
-    ta, tb, ratio = [], [], []
-    for _ in range(rounds):
-        med = []
-        for fn in (a, b):
-            ts = []
-            for _ in range(calls):
-                t = time.perf_counter()
-                fn()
-                ts.append(time.perf_counter() - t)
-            med.append(statistics.median(ts))
-        ta.append(med[0])
-        tb.append(med[1])
-        ratio.append(med[0] / med[1])
-    return statistics.median(ta), statistics.median(tb), np.percentile(ratio, [25, 50, 75])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.kernels_versus", description=__doc__)
     parser.add_argument("rev", help="git revision whose kernels/ to compare with (e.g. HEAD~1)")
@@ -107,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import kernels
     from bench.kernels_features import feature_inputs
+    from export.onnx_tools import paired_rounds
 
     _, tables, user, cptr, cands, rptr, recent, ages = feature_inputs(args.items)
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,9 +111,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
 
             np.testing.assert_allclose(run_old(), run_new(), rtol=2e-5, atol=1e-5)
-            a, b, q = _paired(run_old, run_new, args.rounds, args.calls)
+            ta, tb = paired_rounds(run_old, run_new, args.rounds, args.calls)
+            a, b, q = np.median(ta), np.median(tb), np.percentile(ta / tb, [25, 50, 75])
             print(
-                f"| {name} | {a * 1e3:.4f} ms | {b * 1e3:.4f} ms "
+                f"| {name} | {a / 1e6:.4f} ms | {b / 1e6:.4f} ms "
                 f"| {q[1]:.3f}x ({q[0]:.3f}-{q[2]:.3f}) |",
                 flush=True,
             )

@@ -27,6 +27,7 @@ __all__ = [
     "head_feeds",
     "latency_by_batch",
     "measure_latency_ms",
+    "paired_rounds",
     "paired_speedup",
     "offline_env",
     "quantize_dynamic_int8",
@@ -227,28 +228,35 @@ def measure_latency_ms(fn, runs: int, warmup: int = 3, budget_s: float = 5.0) ->
     return round(float(np.median(times)) * 1e3, 4)
 
 
-def paired_speedup(slow, fast, rounds: int = 40, calls: int = 10) -> dict[str, float]:
-    """How many times faster `fast()` runs than `slow()`, timed in interleaved rounds: each round
-    alternates `calls` calls of each and keeps the ratio of their median times; the result is the
-    median ratio over `rounds` with its quartiles. Timed apart, two sub-millisecond models are
-    measured in whatever state the machine is in at the time: five `export risk` runs back to
-    back on a quiet machine put the teacher's median at 0.10-0.24 ms and the speed-up at
-    1.02-4.31x; rounds taken together see the same state (2.06-2.40x over six processes)."""
+def paired_rounds(a, b, rounds: int = 40, calls: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Median ns per call of `a()` and of `b()` in each of `rounds` rounds, the calls of a round
+    alternating between the two (`calls` each), after 3 warm-up calls of each: both sides of a
+    round see the machine in the same state, so their ratio holds where absolute times move."""
     for _ in range(3):
-        slow(), fast()
-    ratios = []
-    for _ in range(rounds):
-        ts, tf = [], []
+        a(), b()
+    ma, mb = np.empty(rounds), np.empty(rounds)
+    for r in range(rounds):
+        ta, tb = [], []
         for _ in range(calls):
             t0 = time.perf_counter_ns()
-            slow()
+            a()
             t1 = time.perf_counter_ns()
-            fast()
+            b()
             t2 = time.perf_counter_ns()
-            ts.append(t1 - t0)
-            tf.append(t2 - t1)
-        ratios.append(float(np.median(ts)) / max(float(np.median(tf)), 1.0))
-    q25, med, q75 = np.quantile(ratios, [0.25, 0.5, 0.75])
+            ta.append(t1 - t0)
+            tb.append(t2 - t1)
+        ma[r], mb[r] = np.median(ta), np.median(tb)
+    return ma, mb
+
+
+def paired_speedup(slow, fast, rounds: int = 40, calls: int = 10) -> dict[str, float]:
+    """How many times faster `fast()` runs than `slow()`: the median over `paired_rounds` of the
+    rounds' ratios, with its quartiles. Timed apart, two sub-millisecond models are measured in
+    whatever state the machine is in at the time: five `export risk` runs back to back on a
+    quiet machine put the teacher's median at 0.10-0.24 ms and the speed-up at 1.02-4.31x;
+    rounds taken together see the same state (2.06-2.40x over six processes)."""
+    ts, tf = paired_rounds(slow, fast, rounds, calls)
+    q25, med, q75 = np.quantile(ts / np.maximum(tf, 1.0), [0.25, 0.5, 0.75])
     return {
         "median": round(float(med), 3),
         "q25": round(float(q25), 3),

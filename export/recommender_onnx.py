@@ -8,6 +8,7 @@ in `export.recommender`, the served variant. Test histories are only scored, for
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -97,8 +98,6 @@ def paired_speedups(
 ) -> dict[str, dict[str, float]]:
     """Each student variant against the teacher at batch `b`, timed in interleaved rounds
     (`onnx_tools.paired_speedup`), each on random histories of its own length."""
-    from functools import partial
-
     rng = np.random.default_rng(0)
     tf, sf = (_random_histories(rng, b, n, n_items) for n in (t_len, s_len))
     slow = partial(teacher.sess.run, None, tf)
