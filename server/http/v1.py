@@ -146,6 +146,12 @@ async def _within(work: Awaitable[T], budget: Budget) -> T:
             return await work
     except TimeoutError:
         raise DeadlineExceeded(f"latency budget of {budget.budget_ms:g} ms spent") from None
+    except DeadlineExceeded as exc:
+        if budget.left_ns() > 0:  # a model's own, shorter deadline
+            raise
+        # the budget's deadline, reached first in a model's queue (the same instant as the
+        # timeout above, so either may fire): one cause, one message
+        raise DeadlineExceeded(f"latency budget of {budget.budget_ms:g} ms spent ({exc})") from None
 
 
 def _endpoint(endpoint: str, kind: type, route: Route | None = None) -> Any:
