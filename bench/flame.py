@@ -5,8 +5,11 @@ One server (one worker, `shopserve serve`) over DIR; for each path (`--paths`), 
 closed-loop at `--concurrency` for `--seconds` while `py-spy record` samples the server (every
 thread, idle frames left out) into `OUT/<path>.svg`, and the run's requests/s and wrk's p50/p99
 go to `OUT/summary.md` beside the server's CPU seconds per request over the window. Paths:
-`v2-mlp` (`/v2/models/mlp/infer`, the demo MLP), `score`, `classify` (4 reviews, sentiment),
-`search`, `recommend`. Needs `py-spy` (the `bench` extra) and wrk.
+`v2-mlp` (`/v2/models/mlp/infer`, the demo MLP), `score`, `classify` (4 reviews; the sentiment
+head, or the first head the repository serves), `search`, `recommend`. Each path must answer one
+request with 200 before it is profiled: a profile of error answers is not the path's (the
+command stops, naming the path and the server's answer). Needs `py-spy` (the `bench` extra) and
+wrk.
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from bench.server_procs import ServerProcess, free_port
 from bench.server_wrk import ensure_wrk, lua_script, run_wrk
 from bench.workers import SESSION
+from loadtests.mix import served_classify_tasks
 
 __all__ = ["PATHS", "main"]
 
@@ -40,6 +46,7 @@ PATHS = {
     ),
     "score": ("/v1/score", {"session": SESSION}),
     # 4 reviews, a budget of 2 s: the profile is of the work, not of 504s
+    # (`_classify_task` replaces the task when the repository serves no sentiment head)
     "classify": ("/v1/classify", {"texts": [REVIEW] * 4, "task": "sentiment", "budget_ms": 2000}),
     "search": ("/v1/search", {"query": "red heart candle holder", "k": 10}),
     "recommend": ("/v1/recommend", {"history": ["85123A", "71053", "84406B"], "k": 10}),
@@ -51,10 +58,44 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / 100.0  # utime + stime, clock ticks
 
 
+def _get(port: int, path: str, body: dict | None = None) -> tuple[int, bytes]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=data, headers={"content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def _classify_task(port: int) -> str | None:
+    """The head `classify` profiles: sentiment when served, else the first served head."""
+    status, raw = _get(port, "/v1/pipelines")
+    if status != 200:
+        return None
+    heads = served_classify_tasks(json.loads(raw)["pipelines"])
+    return "sentiment" if "sentiment" in heads else (heads[0] if heads else None)
+
+
+def _body(port: int, name: str) -> tuple[str, dict]:
+    path, body = PATHS[name]
+    if name == "classify":
+        body = {**body, "task": _classify_task(port) or body["task"]}
+    status, raw = _get(port, path, body)
+    if status != 200:
+        raise SystemExit(
+            f"bench flame: {name} ({path}) answered {status}, not 200, so it is not profiled: "
+            f"{raw[:300].decode(errors='replace')}"
+        )
+    return path, body
+
+
 def _profile(
     wrk: str, port: int, pid: int, name: str, out: Path, args: argparse.Namespace, tmp: Path
 ) -> str:
-    path, body = PATHS[name]
+    path, body = _body(port, name)
     (tmp / f"{name}.json").write_text(json.dumps(body))
     script = tmp / f"{name}.lua"
     script.write_text(lua_script(tmp / f"{name}.json"))
@@ -75,9 +116,13 @@ def _profile(
     spy.wait(timeout=args.seconds + 60)
     ok = max(res.requests - res.errors, 1)
     return (
-        f"| {name} | `{path}` | {res.rps:.0f} | {res.p50_ms:.2f} | {res.p99_ms:.2f} | "
+        f"| {name} | `{path}`{_note(name, body)} | {res.rps:.0f} | {res.p50_ms:.2f} | {res.p99_ms:.2f} | "
         f"{res.errors} | {cpu / ok * 1e6:.0f} | `{name}.svg` |"
     )
+
+
+def _note(name: str, body: dict) -> str:
+    return f" ({len(body['texts'])} reviews, {body['task']})" if name == "classify" else ""
 
 
 def main(argv: list[str]) -> int:

@@ -21,6 +21,8 @@ from loadtests.mix import (
     format_mix,
     load_average_note,
     parse_mix,
+    pipeline_rows,
+    served_classify_tasks,
     served_endpoints,
     served_mix,
 )
@@ -117,25 +119,33 @@ def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--resolution must be within [0, 1)")
 
 
-def _mix_for(args: argparse.Namespace, host: str) -> tuple[list[str], str]:
-    """The endpoints to load and the mix string: the chosen weights restricted to what the
-    server serves."""
+def _mix_for(args: argparse.Namespace, host: str) -> tuple[list[str], str, dict[str, str]]:
+    """The endpoints to load, the mix string (the chosen weights restricted to what the server
+    serves) and the locustfile's environment (the classify tasks served, the V2 share)."""
     weights = parse_mix(args.mix or DEFAULT_MIX)
+    env = {"SHOPSERVE_V2_WEIGHT": str(args.v2_weight), "SHOPSERVE_V2_MODEL": args.v2_model}
     try:
-        endpoints = served_endpoints(host)
+        rows = pipeline_rows(host)
     except OSError as e:  # a server without /v1/pipelines: take the mix as given
         print(f"warning: GET /v1/pipelines failed ({e}); using the mix as given", file=sys.stderr)
-        endpoints = list(weights)
+        rows = None
+    endpoints = list(weights) if rows is None else served_endpoints(rows)
     missing = [e for e in weights if e not in endpoints]
     if missing:
         print(f"not served here (no READY pipeline), left out of the mix: {', '.join(missing)}")
     mix = served_mix(weights, endpoints)
     if not mix:
         raise SystemExit("shopserve loadtest: the server serves none of the mix's endpoints")
-    return list(mix), format_mix(mix)
+    if rows is not None and "classify" in mix:
+        tasks = served_classify_tasks(rows)
+        print(f"classify tasks served here, and sent: {', '.join(tasks) or 'none'}")
+        env["SHOPSERVE_CLASSIFY_TASKS"] = ",".join(tasks)
+    return list(mix), format_mix(mix), env
 
 
-def _plain_run(args: argparse.Namespace, host: str, server_pid: int | None, mix: str) -> int:
+def _plain_run(
+    args: argparse.Namespace, host: str, server_pid: int | None, mix: str, env: dict[str, str]
+) -> int:
     run = LocustRun(
         host=host,
         users=args.users,
@@ -143,7 +153,7 @@ def _plain_run(args: argparse.Namespace, host: str, server_pid: int | None, mix:
         duration_s=args.duration,
         report_dir=args.report,
         mix=mix,
-        env={"SHOPSERVE_V2_WEIGHT": str(args.v2_weight), "SHOPSERVE_V2_MODEL": args.v2_model},
+        env=env,
         server_pid=server_pid,
     )
     usage = run_locust(run)
@@ -169,7 +179,7 @@ def _plain_run(args: argparse.Namespace, host: str, server_pid: int | None, mix:
 
 
 def _find_max(args: argparse.Namespace, host: str, server_pid: int | None) -> int:
-    endpoints, mix = _mix_for(args, host)
+    endpoints, mix, env = _mix_for(args, host)
     cfg = FindMaxConfig(
         host=host,
         endpoints=endpoints,
@@ -183,7 +193,7 @@ def _find_max(args: argparse.Namespace, host: str, server_pid: int | None) -> in
         max_steps=args.max_steps,
         resolution=args.resolution,
         server_pid=server_pid,
-        env={"SHOPSERVE_V2_WEIGHT": str(args.v2_weight), "SHOPSERVE_V2_MODEL": args.v2_model},
+        env=env,
     )
     print(
         f"find-max over {mix}: steps of {cfg.warmup_s} s warm-up + {cfg.step_s} s, "
@@ -216,7 +226,8 @@ def main(argv: list[str]) -> int:
     try:
         if args.find_max:
             return _find_max(args, host, pid)
-        return _plain_run(args, host, pid, _mix_for(args, host)[1])
+        _, mix, env = _mix_for(args, host)
+        return _plain_run(args, host, pid, mix, env)
     finally:
         if server is not None:
             _stop_server(server)

@@ -28,7 +28,11 @@ _payloads: Payloads | None = None
 def payloads() -> Payloads:
     global _payloads  # one pool per locust process, read on first use
     if _payloads is None:
-        _payloads = Payloads(seed=int(os.environ.get("SHOPSERVE_SEED", "0")))
+        tasks = os.environ.get("SHOPSERVE_CLASSIFY_TASKS", "")  # set by `shopserve loadtest`
+        _payloads = Payloads(
+            seed=int(os.environ.get("SHOPSERVE_SEED", "0")),
+            classify_tasks=tuple(t for t in tasks.split(",") if t),
+        )
     return _payloads
 
 

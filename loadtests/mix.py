@@ -14,6 +14,8 @@ __all__ = [
     "format_mix",
     "load_average_note",
     "parse_mix",
+    "pipeline_rows",
+    "served_classify_tasks",
     "served_endpoints",
     "served_mix",
 ]
@@ -46,12 +48,28 @@ def format_mix(mix: dict[str, int]) -> str:
     return ",".join(f"{name}={weight}" for name, weight in mix.items())
 
 
-def served_endpoints(host: str, timeout_s: float = 5.0) -> list[str]:
-    """The storefront endpoints whose pipeline is READY on `host`, in `ENDPOINT_OF_KIND` order."""
+def pipeline_rows(host: str, timeout_s: float = 5.0) -> list[dict]:
+    """`GET /v1/pipelines`' rows on `host`."""
     with urllib.request.urlopen(host.rstrip("/") + "/v1/pipelines", timeout=timeout_s) as r:
-        rows = json.load(r)["pipelines"]
+        return json.load(r)["pipelines"]
+
+
+def served_endpoints(rows: list[dict]) -> list[str]:
+    """The storefront endpoints whose pipeline is READY in `rows`, in `ENDPOINT_OF_KIND` order."""
     kinds = {row["kind"] for row in rows if row["state"] == "READY"}
     return [endpoint for kind, endpoint in ENDPOINT_OF_KIND.items() if kind in kinds]
+
+
+def served_classify_tasks(rows: list[dict]) -> list[str]:
+    """The tasks of the classify heads served in `rows` (a head whose model has a version; a
+    full build leaves out a head that failed its gate, and a request for it is a 400)."""
+    return [
+        m["name"].removeprefix("classify_")
+        for row in rows
+        if row["kind"] == "classify" and row["state"] == "READY"
+        for m in row["models"]
+        if m["version"]
+    ]
 
 
 def served_mix(mix: dict[str, int], endpoints: list[str]) -> dict[str, int]:

@@ -21,9 +21,17 @@ def _jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+CLASSIFY_TASKS = ("sentiment", "recommended", "department")
+
+
 class Payloads:
-    def __init__(self, seed: int = 0, data: Path = DATA) -> None:
+    def __init__(
+        self, seed: int = 0, data: Path = DATA, classify_tasks: tuple[str, ...] = CLASSIFY_TASKS
+    ) -> None:
+        """`classify_tasks`: the heads classify bodies name (`shopserve loadtest` passes the
+        ones the server serves)."""
         self.rng = random.Random(seed)
+        self.classify_tasks = list(classify_tasks) or list(CLASSIFY_TASKS)
         self._retail(data / "online-retail-uci" / "online_retail.csv.gz")
         self._reviews(
             data / "womens-ecommerce-clothing-reviews" / "womens_clothing_ecommerce_reviews.csv.gz"
@@ -130,7 +138,7 @@ class Payloads:
         n = 1 if self.rng.random() < 0.7 else self.rng.randint(2, 8)
         return {
             "texts": [self.rng.choice(self.reviews)[:5000] for _ in range(n)],
-            "task": self.rng.choice(["sentiment", "recommended", "department"]),
+            "task": self.rng.choice(self.classify_tasks),
         }
 
     def score(self) -> dict:

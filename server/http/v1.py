@@ -205,9 +205,9 @@ def _status(entry: PipelineEntry, models: ModelSource) -> PipelineStatus:
 
 @get("/v1/pipelines", sync_to_thread=False)
 def list_pipelines(services: ServicesDep) -> Response:
-    pipelines = services.pipelines
     """The models are looked up where the pipelines get them (the engine, or the `models` given
     to `create_app`), so a row never contradicts the pipeline it belongs to."""
+    pipelines = services.pipelines
     rows = [_status(e, pipelines.models) for _, e in sorted(pipelines.entries.items())]
     return Response(content=_encoder.encode(PipelinesResponse(rows)), media_type="application/json")
 

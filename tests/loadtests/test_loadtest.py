@@ -28,6 +28,9 @@ def test_payloads_come_from_the_real_data():
     assert {f["item_id"] for f in planned} <= set(p.stocked) and len(p.stocked) == 50
     assert {f["horizon_days"] for f in planned} == {7, 14, 28}
     assert {f.get("as_of") for f in planned} == {None, "2011-11-10"}
+    assert {p.classify()["task"] for _ in range(60)} == {"sentiment", "recommended", "department"}
+    served = Payloads(seed=1, classify_tasks=("department",))  # what `shopserve loadtest` passes
+    assert {served.classify()["task"] for _ in range(20)} == {"department"}
 
 
 def test_answer_payloads_never_hold_a_held_out_question():

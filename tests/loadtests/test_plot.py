@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from loadtests.locust_run import LocustRun, _command
-from loadtests.mix import format_mix, parse_mix, served_endpoints, served_mix
+from loadtests.mix import (
+    format_mix,
+    parse_mix,
+    pipeline_rows,
+    served_classify_tasks,
+    served_endpoints,
+    served_mix,
+)
 from loadtests.plot import plot_report, read_history, report_figure
 
 pytest.importorskip("matplotlib")
@@ -86,15 +93,25 @@ def test_the_mix_keeps_only_served_endpoints():
     assert served_mix(mix, ["score", "recommend", "classify"]) == {"recommend": 50, "classify": 15}
 
 
-def test_served_endpoints_come_from_v1_pipelines():
+def _row(name: str, kind: str, state: str = "READY", models: dict[str, str] | None = None):
+    ms = [
+        {"name": m, "version": v, "gate": "passed" if v else "missing"}
+        for m, v in (models or {}).items()
+    ]
+    return {"name": name, "kind": kind, "state": state, "models": ms}
+
+
+def test_served_endpoints_and_classify_tasks_come_from_v1_pipelines():
+    heads = {"classify_sentiment": "", "classify_recommended": "2", "classify_department": "1"}
     body = json.dumps(
         {
             "pipelines": [
-                {"name": "recommend", "kind": "recommend", "state": "READY"},
-                {"name": "search", "kind": "search", "state": "UNAVAILABLE"},
-                {"name": "score", "kind": "score", "state": "READY"},
-                {"name": "score_cancellation", "kind": "order_score", "state": "READY"},
-                {"name": "answer", "kind": "answer", "state": "READY"},
+                _row("recommend", "recommend"),
+                _row("search", "search", "UNAVAILABLE"),
+                _row("score", "score"),
+                _row("score_cancellation", "order_score"),
+                _row("answer", "answer"),
+                _row("classify", "classify", models=heads),
             ]
         }
     ).encode()
@@ -113,8 +130,10 @@ def test_served_endpoints_come_from_v1_pipelines():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        served = served_endpoints(f"http://127.0.0.1:{server.server_port}/")
-        assert served == ["recommend", "score", "answer"]
+        rows = pipeline_rows(f"http://127.0.0.1:{server.server_port}/")
+        assert served_endpoints(rows) == ["recommend", "classify", "score", "answer"]
+        # the head that failed its gate (no version) is not sent: its requests would be 400s
+        assert served_classify_tasks(rows) == ["recommended", "department"]
     finally:
         server.shutdown()
         server.server_close()
