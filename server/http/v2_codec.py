@@ -160,7 +160,9 @@ def _decode_json_data(inp: InferRequestInput, count: int, where: str) -> np.ndar
 
 def _as_declared(arr: np.ndarray, datatype: str, where: str) -> np.ndarray:
     """Numbers decoded from JSON (int64, float64 or bool) as the declared datatype: refused
-    when they are not integers for an integer type, or out of its range."""
+    when they are not integers for an integer type, or out of its range. JSON numbers are
+    finite (msgspec refuses NaN, Infinity and 1e400), so an infinite FP32 / FP16 value can only
+    be a number beyond the type's range, which a cast would silently turn into inf."""
     dtype = V2_TO_NUMPY[datatype]
     if dtype.kind in "iu" and arr.dtype.kind == "f":
         raise BadRequest(f"{where}.data: non-integer values for datatype {datatype}")
@@ -168,7 +170,14 @@ def _as_declared(arr: np.ndarray, datatype: str, where: str) -> np.ndarray:
         info = np.iinfo(dtype)
         if arr.min() < info.min or arr.max() > info.max:
             raise BadRequest(f"{where}.data: values out of range for {datatype}")
-    return arr.astype(dtype, copy=False)
+    if dtype.kind != "f" or dtype.itemsize >= arr.dtype.itemsize:
+        return arr.astype(dtype, copy=False)
+    with np.errstate(over="ignore"):
+        out = arr.astype(dtype)
+    if out.size and not np.isfinite(out).all():
+        limit = float(np.finfo(dtype).max)
+        raise BadRequest(f"{where}.data: values out of range for {datatype} (beyond ±{limit:.6g})")
+    return out
 
 
 def element_count(shape: list[int], where: str, limits: Limits) -> int:

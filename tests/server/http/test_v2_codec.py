@@ -27,6 +27,8 @@ def _decode(shape: list[int], datatype: str, data) -> np.ndarray:
         ([2, 2], "INT32", [[1, -2], [3, 4]], np.array([[1, -2], [3, 4]], np.int32)),
         ([1, 3], "INT64", [7, 8, 2**40], np.array([[7, 8, 2**40]], np.int64)),
         ([1, 2], "FP64", [True, 2], np.array([[1.0, 2.0]], np.float64)),
+        ([1, 2], "FP32", [3.4e38, -3.4e38], np.array([[3.4e38, -3.4e38]], np.float32)),
+        ([1, 2], "FP16", [65504, -1e-9], np.array([[65504, -1e-9]], np.float16)),
         ([2, 2], "BOOL", [True, False, False, True], np.array([[1, 0], [0, 1]], bool)),
         # nested otherwise than the shape (allowed as Triton allows it): the element-wise path
         ([2, 2], "FP32", [[1, 2, 3, 4]], np.array([[1, 2], [3, 4]], np.float32)),
@@ -47,6 +49,10 @@ def test_numbers_decode_to_the_declared_shape_and_type(shape, datatype, data, ex
         ([1, 2], "INT32", [1.5, 2], "non-integer values"),
         ([1, 2], "INT8", [1, 300], "out of range"),
         ([1, 2], "UINT8", [1, -1], "out of range"),
+        # a cast would make these inf, which the model would answer with NaN (JSON null)
+        ([1, 2], "FP32", [1, 1e39], "out of range for FP32"),
+        ([1, 2], "FP32", [[1, -1e39]], "out of range for FP32"),  # the element-wise path
+        ([1, 2], "FP16", [1, 70000], "out of range for FP16"),
         ([1, 2], "FP32", [[[1, 2]]], "nested deeper"),
     ],
 )
