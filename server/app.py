@@ -4,6 +4,7 @@ models, then the pipelines over them, and drains everything on shutdown."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from server.control import RepositoryPoller, expected_models
 from server.engine.repository import ModelRepository
 from server.grpc.server import GrpcServer
 from server.http.admission import Admission
+from server.http.body import BodyReads
 from server.http.counting import ResponseCounter
 from server.http.deps import Services
 from server.http.responses import ERROR_RESPONSES, exception_handlers
@@ -78,12 +80,14 @@ def create_app(
         if settings.model_control_mode == "poll":
             poller.remember()
             poller.start(settings.repository_poll_secs)
+        sweeper = asyncio.create_task(bodies.run(), name="body-timeouts")
         try:
             if grpc_server is not None:
                 await grpc_server.start()  # a taken port fails the start, as uvicorn's does
             app.state.started = True
             yield
         finally:
+            sweeper.cancel()
             admission.draining = True  # the one draining flag: admission and readiness read it
             if grpc_server is not None:
                 await grpc_server.stop(settings.graceful_timeout_s)
@@ -92,7 +96,8 @@ def create_app(
             log.info("drained")
 
     admission = Admission(settings, metrics)
-    services = Services(settings, metrics, repository, pipelines, admission, siblings)
+    bodies = BodyReads(settings.body_timeout_s)
+    services = Services(settings, metrics, repository, pipelines, admission, bodies, siblings)
     grpc_server = (
         GrpcServer(services, reuse_port=siblings is not None)
         if serve_grpc and settings.grpc_port

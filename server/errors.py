@@ -23,6 +23,7 @@ __all__ = [
     "OutOfRange",
     "Overloaded",
     "PayloadTooLarge",
+    "RequestTimeout",
     "ShopserveError",
     "UnknownItem",
 ]
@@ -81,6 +82,12 @@ class UnknownItem(ShopserveError):
 
 class MethodNotAllowed(ShopserveError):
     status_code, code = 405, "method_not_allowed"
+
+
+class RequestTimeout(ShopserveError):
+    """The body did not arrive within `body_timeout_s`."""
+
+    status_code, code = 408, "request_timeout"
 
 
 class PayloadTooLarge(ShopserveError):
@@ -145,6 +152,7 @@ BY_STATUS: dict[int, type[ShopserveError]] = {
         Forbidden,
         ModelNotFound,
         MethodNotAllowed,
+        RequestTimeout,
         PayloadTooLarge,
         UnsupportedMediaType,
         Overloaded,

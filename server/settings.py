@@ -46,6 +46,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     grpc_port: Annotated[int, Meta(ge=0, le=65535)] = 8001
     # bodies over this are refused with 413 before they are parsed
     max_body_bytes: Annotated[int, Meta(ge=1024)] = 64 * 1024 * 1024
+    # a body not received in full within this is answered 408 (a slow or stalled client would
+    # otherwise hold its connection and admission slot): 64 MiB at 30 s is ~2.2 MB/s
+    body_timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
     # seconds that SIGTERM waits for queued and running requests before giving up

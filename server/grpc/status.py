@@ -27,6 +27,7 @@ from server.errors import (
     OutOfRange,
     Overloaded,
     PayloadTooLarge,
+    RequestTimeout,
     ShopserveError,
     Unauthorized,
     UnknownItem,
@@ -53,6 +54,7 @@ GRPC_CODES: dict[type[ShopserveError], grpc.StatusCode] = {
     ClientDisconnected: grpc.StatusCode.CANCELLED,
     ModelNotReady: grpc.StatusCode.UNAVAILABLE,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    RequestTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,  # HTTP's slow body; gRPC has its own
     InternalError: grpc.StatusCode.INTERNAL,
     InferenceFailed: grpc.StatusCode.INTERNAL,
 }

@@ -15,6 +15,7 @@ from litestar.params import Dependency
 
 from server.engine.repository import ModelRepository
 from server.http.admission import Admission
+from server.http.body import BodyReads
 from server.metrics import Metrics
 from server.pipelines.registry import PipelineRegistry
 from server.settings import Settings
@@ -32,6 +33,7 @@ class Services:
     repository: ModelRepository
     pipelines: PipelineRegistry
     admission: Admission
+    bodies: BodyReads  # request bodies, read within `body_timeout_s`
     # the other workers of a multi-worker server (server/http/siblings.py); None with one
     siblings: Siblings | None = None
 

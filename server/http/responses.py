@@ -36,6 +36,7 @@ def _error_spec(description: str) -> ResponseSpec:
 ERROR_RESPONSES: dict[int, ResponseSpec] = {
     400: _error_spec("Invalid input: the message names the field"),
     404: _error_spec("Unknown model, version or pipeline"),
+    408: _error_spec("Body not received within body_timeout_s"),
     413: _error_spec("Body over max_body_bytes"),
     429: _error_spec("Queue or worker full; retry after Retry-After seconds"),
     503: _error_spec("Not ready, or draining"),

@@ -16,9 +16,9 @@ from litestar.types import ASGIApp
 
 from server.budget import Budget
 from server.errors import BadRequest, DeadlineExceeded, ShopserveError, bad_request_from_decode
-from server.http.admission import Admission, content_length
+from server.http.admission import content_length
 from server.http.deadlines import TIMEOUT_HEADER, v1_budget
-from server.http.deps import ServicesDep
+from server.http.deps import Services, ServicesDep
 from server.http.disconnect import until_disconnect
 from server.http.responses import RawResponse, request_id_of
 from server.pipelines.base import ModelSource
@@ -34,7 +34,6 @@ from server.schemas.v1 import (
     ScoreRequest,
     SearchRequest,
 )
-from server.settings import Settings
 
 __all__ = ["V1_ROUTES"]
 
@@ -96,32 +95,26 @@ def _queue_full(pipelines: PipelineRegistry, names: tuple[str, ...]) -> bool:
 
 
 async def _run(
-    request: Request,
-    pipelines: PipelineRegistry,
-    admission: Admission,
-    settings: Settings,
-    endpoint: str,
-    kind: type,
-    route: Route | None,
+    request: Request, services: Services, endpoint: str, kind: type, route: Route | None
 ) -> RawResponse:
     """One shop request: admit, decode, budget, the endpoint's pipeline, encode."""
     arrival = time.monotonic_ns()
     names = tuple(n for n, _, _ in SCORE_TASKS.values()) if route else (endpoint,)
-    full = _queue_full(pipelines, names)
-    with admission.admit(f"/v1/{endpoint}", content_length(request.headers), full):
-        return await _admitted(request, pipelines, settings, endpoint, kind, route, arrival)
+    full = _queue_full(services.pipelines, names)
+    with services.admission.admit(f"/v1/{endpoint}", content_length(request.headers), full):
+        return await _admitted(request, services, endpoint, kind, route, arrival)
 
 
 async def _admitted(
     request: Request,
-    pipelines: PipelineRegistry,
-    settings: Settings,
+    services: Services,
     endpoint: str,
     kind: type,
     route: Route | None,
     arrival: int,
 ) -> RawResponse:
-    req: Any = _decode(await request.body(), kind)
+    pipelines, settings = services.pipelines, services.settings
+    req: Any = _decode(await services.bodies.read(request), kind)
     name, pipeline_kind = route(req) if route else (endpoint, endpoint)
     budget = v1_budget(
         req.budget_ms,
@@ -159,15 +152,7 @@ def _endpoint(endpoint: str, kind: type, route: Route | None = None) -> Any:
 
     @post(f"/v1/{endpoint}", status_code=200, name=endpoint)
     async def handler(request: Request, services: ServicesDep) -> ASGIApp:
-        return await _run(
-            request,
-            services.pipelines,
-            services.admission,
-            services.settings,
-            endpoint,
-            kind,
-            route,
-        )
+        return await _run(request, services, endpoint, kind, route)
 
     return handler
 

@@ -210,7 +210,7 @@ async def _admitted(
     arrival: int,
 ) -> RawResponse:
     rid = request_id_of(request, headers)
-    body = await request.body()
+    body = await services.bodies.read(request)
     model = services.repository.get(name, version)  # after the body: a reload may have happened
     req, binary = decode_infer_request(body, headers.get("inference-header-content-length"))
     inputs = decode_inputs(req, binary, services.settings.limits)

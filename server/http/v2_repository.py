@@ -22,8 +22,8 @@ from server.http.v2 import json_response
 __all__ = ["V2_REPOSITORY_ROUTES", "stats_body", "stats_everywhere"]
 
 
-async def _optional_json(request: Request) -> dict[str, Any]:
-    body = await request.body()
+async def _optional_json(request: Request, services: Services) -> dict[str, Any]:
+    body = await services.bodies.read(request)
     if not body.strip():
         return {}
     try:
@@ -39,7 +39,7 @@ async def _optional_json(request: Request) -> dict[str, Any]:
 
 @post("/v2/repository/index", status_code=200)
 async def repository_index(request: Request, services: ServicesDep) -> Response:
-    params = await _optional_json(request)
+    params = await _optional_json(request, services)
     ready_only = params.get("ready", False)
     if not isinstance(ready_only, bool):
         raise BadRequest("ready: must be true or false")
@@ -56,7 +56,7 @@ async def repository_load(
     sibling = _from_sibling(request, services)
     if not sibling:
         check_admin(request, services.settings)
-    params = await _optional_json(request)
+    params = await _optional_json(request, services)
     extra = sorted(set(params) - {"parameters"})
     if extra:
         raise BadRequest(f"unexpected field(s) {extra}; the load request takes `parameters`")
@@ -74,7 +74,7 @@ async def repository_unload(
     sibling = _from_sibling(request, services)
     if not sibling:
         check_admin(request, services.settings)
-    await _optional_json(request)
+    await _optional_json(request, services)
     if sibling:
         await services.repository.unload(model_name)
     else:
