@@ -96,7 +96,7 @@ def create_app(
             log.info("drained")
 
     admission = Admission(settings, metrics)
-    bodies = BodyReads(settings.body_timeout_s)
+    bodies = BodyReads(settings.body_timeout_s, settings.max_body_bytes)
     services = Services(settings, metrics, repository, pipelines, admission, bodies, siblings)
     grpc_server = (
         GrpcServer(services, reuse_port=siblings is not None)

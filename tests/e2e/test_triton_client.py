@@ -49,6 +49,25 @@ def test_health_and_metadata(client):
     assert any(r["name"] == "mlp" and r["state"] == "READY" for r in index)
 
 
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+@pytest.mark.parametrize("binary", [False, True])
+def test_compressed_requests(client, algorithm, binary):
+    """`request_compression_algorithm` as Triton accepts it (its header length counts the
+    decompressed bytes); before, shopserve read the compressed bytes as the body: 400."""
+    x = np.random.default_rng(2).standard_normal((3, 64)).astype(np.float32)
+    inp = httpclient.InferInput("features", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x, binary_data=binary)
+    plain = client.infer("mlp", [inp]).as_numpy("score")
+    for answer in ("gzip", None):
+        res = client.infer(
+            "mlp",
+            [inp],
+            request_compression_algorithm=algorithm,
+            response_compression_algorithm=answer,
+        )
+        np.testing.assert_array_equal(res.as_numpy("score"), plain)
+
+
 @pytest.mark.parametrize("binary", [False, True])
 def test_infer_fp32(client, binary, demo_repo):
     x = np.random.default_rng(1).standard_normal((4, 64)).astype(np.float32)

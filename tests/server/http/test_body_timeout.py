@@ -21,6 +21,8 @@ from tests.e2e.serverproc import ServerProcess
 class _Stalled:
     """A request whose body arrives when `arrive` is set."""
 
+    headers: dict[str, str] = {}  # no Content-Encoding
+
     def __init__(self) -> None:
         self.arrive = asyncio.Event()
 
