@@ -10,6 +10,7 @@ import ipaddress
 import logging
 import signal
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,7 @@ def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
     if http == "httptools":
         from server.http.protocol import OneWriteHttpToolsProtocol
 
-        http = OneWriteHttpToolsProtocol
+        http = partial(OneWriteHttpToolsProtocol, header_timeout_s=settings.header_timeout_s)
     return uvicorn.Config(
         app,
         host=settings.host,

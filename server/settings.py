@@ -49,6 +49,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # a body not received in full within this is answered 408 (a slow or stalled client would
     # otherwise hold its connection and admission slot): 64 MiB at 30 s is ~2.2 MB/s
     body_timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 30.0
+    # a connection whose request headers take longer than this is closed (a new one that sends
+    # nothing included), so idle or half-sent connections cannot pile up (http = "httptools")
+    header_timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 10.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
     # seconds that SIGTERM waits for queued and running requests before giving up

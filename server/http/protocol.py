@@ -1,19 +1,74 @@
-"""uvicorn's httptools protocol, with each response leaving in one write.
+"""uvicorn's httptools protocol, with each response leaving in one write, and a deadline on
+the headers of every request.
 
 uvicorn writes the status line and headers, then the body, as two `transport.write` calls: two
 segments per small response, and with Nagle on the client's side of a keep-alive connection a
 small request can stall on a delayed ACK. Holding the header block until the first body chunk
 makes every small response a single write (one segment). `100 Continue` is never held.
+
+uvicorn waits for a request's headers without limit: a connection that sends nothing, or half a
+request line, stays open for good (measured: still open after 80 s), so a few thousand of them
+exhaust the server's file descriptors (slowloris). A connection waiting for headers (new, or
+between keep-alive requests once uvicorn's own keep-alive timer is cancelled by the first bytes)
+is closed when they take longer than `header_timeout_s` (Go's `ReadHeaderTimeout`, nginx's
+`client_header_timeout`). As for bodies (`body.py`), one sweep a second per event loop, not a
+timer per request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+import weakref
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["OneWriteHttpToolsProtocol"]
+__all__ = ["OneWriteHttpToolsProtocol", "HeaderDeadlines"]
+
+SWEEP_S = 1.0
+
+
+class HeaderDeadlines:
+    """The connections of one event loop that wait for a request's headers, since when; the
+    sweep closes those waiting longer than `timeout_s`."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.waiting: dict[asyncio.BaseProtocol, float] = {}
+        self._task: asyncio.Task | None = None
+
+    def wait(self, protocol: asyncio.BaseProtocol) -> None:
+        self.waiting[protocol] = time.monotonic()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="header-timeouts")
+
+    def done(self, protocol: asyncio.BaseProtocol) -> None:
+        self.waiting.pop(protocol, None)
+
+    def sweep(self, now: float) -> int:
+        late = [p for p, t0 in self.waiting.items() if now - t0 > self.timeout_s]
+        for p in late:
+            del self.waiting[p]
+            p.transport.close()  # type: ignore[attr-defined]
+        return len(late)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            self.sweep(time.monotonic())
+
+
+_deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HeaderDeadlines] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _deadlines_of(loop: asyncio.AbstractEventLoop, timeout_s: float) -> HeaderDeadlines:
+    d = _deadlines.get(loop)
+    if d is None:
+        d = _deadlines[loop] = HeaderDeadlines(timeout_s)
+    return d
 
 
 class _CoalescingTransport:
@@ -45,5 +100,24 @@ class _CoalescingTransport:
 
 
 class OneWriteHttpToolsProtocol(HttpToolsProtocol):
+    def __init__(self, *args: Any, header_timeout_s: float = 10.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._headers_due = _deadlines_of(self.loop, header_timeout_s)
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_CoalescingTransport(transport))  # type: ignore[arg-type]
+        self._headers_due.wait(self)
+
+    def on_headers_complete(self) -> None:
+        self._headers_due.done(self)
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # no request in flight (a pipelined one has its headers already): the next one's are due
+        if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
+            self._headers_due.wait(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._headers_due.done(self)
+        super().connection_lost(exc)
