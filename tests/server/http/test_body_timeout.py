@@ -9,13 +9,12 @@ import json
 import socket
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from server.errors import RequestTimeout
 from server.http.body import BodyReads
-from tests.e2e.serverproc import ServerProcess
+from tests.server.http.conftest import BODY_TIMEOUT_S
 
 
 class _Stalled:
@@ -62,18 +61,9 @@ def test_reads_past_the_limit_end_and_others_do_not():
     asyncio.run(main())
 
 
-@pytest.fixture(scope="module")
-def server(demo_repo: Path, tmp_path_factory: pytest.TempPathFactory):
-    cfg = tmp_path_factory.mktemp("cfg") / "settings.toml"
-    cfg.write_text("body_timeout_s = 1\n")
-    proc = ServerProcess(demo_repo, extra_args=["--config", str(cfg)])
-    yield proc
-    assert proc.stop() == 0
-
-
 @pytest.mark.parametrize("path", ["/v2/models/mlp/infer", "/v1/search", "/v2/repository/index"])
-def test_a_stalled_body_is_408_and_the_connection_closes(server, path):
-    s = socket.create_connection(("127.0.0.1", server.port))
+def test_a_stalled_body_is_408_and_the_connection_closes(timeouts_server, path):
+    s = socket.create_connection(("127.0.0.1", timeouts_server.port))
     s.settimeout(15)
     t0 = time.monotonic()
     head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -83,7 +73,7 @@ def test_a_stalled_body_is_408_and_the_connection_closes(server, path):
         "inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 64], "data": [0.5] * 64}]
     }
     req = urllib.request.Request(
-        server.base + "/v2/models/mlp/infer",
+        timeouts_server.base + "/v2/models/mlp/infer",
         data=json.dumps(body).encode(),
         headers={"content-type": "application/json"},
     )
@@ -97,6 +87,6 @@ def test_a_stalled_body_is_408_and_the_connection_closes(server, path):
     waited = time.monotonic() - t0
     assert answer.startswith(b"HTTP/1.1 408"), answer
     assert b"body_timeout_s" in answer
-    assert 0.9 < waited < 10, waited  # the limit, give or take the once-a-second sweep
+    assert BODY_TIMEOUT_S - 0.1 < waited < BODY_TIMEOUT_S + 8, waited  # give or take the sweep
     assert s.recv(100) == b""  # and the connection is closed
     s.close()

@@ -8,12 +8,9 @@ from __future__ import annotations
 import json
 import socket
 import time
-from pathlib import Path
-
-import pytest
 
 from server.http.protocol import HeaderDeadlines
-from tests.e2e.serverproc import ServerProcess
+from tests.server.http.conftest import HEADER_TIMEOUT_S
 
 
 class _Closing:
@@ -36,15 +33,6 @@ def test_the_sweep_closes_only_the_late():
     assert d.sweep(1e9) == 0
 
 
-@pytest.fixture(scope="module")
-def server(demo_repo: Path, tmp_path_factory: pytest.TempPathFactory):
-    cfg = tmp_path_factory.mktemp("cfg") / "settings.toml"
-    cfg.write_text("header_timeout_s = 1\n")
-    proc = ServerProcess(demo_repo, extra_args=["--config", str(cfg)])
-    yield proc
-    assert proc.stop() == 0
-
-
 def _connect(server) -> socket.socket:
     s = socket.create_connection(("127.0.0.1", server.port))
     s.settimeout(15)
@@ -56,25 +44,25 @@ def _closed_after(s: socket.socket, t0: float) -> float:
     return time.monotonic() - t0
 
 
-def test_connections_waiting_for_headers_are_closed(server):
+def test_connections_waiting_for_headers_are_closed(timeouts_server):
     t0 = time.monotonic()
-    idle = _connect(server)
-    partial = _connect(server)
+    idle = _connect(timeouts_server)
+    partial = _connect(timeouts_server)
     partial.sendall(b"POST /v1/search HTTP/1.1\r\nHost: x\r\n")
-    kept = _connect(server)
+    kept = _connect(timeouts_server)
     kept.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
     assert kept.recv(200).startswith(b"HTTP/1.1 200")
     kept.sendall(b"GET /v2/health/live HTTP/1.1\r\n")  # the next request, half sent
     for s in (idle, partial, kept):
-        assert 0.9 < _closed_after(s, t0) < 10
+        assert HEADER_TIMEOUT_S - 0.1 < _closed_after(s, t0) < HEADER_TIMEOUT_S + 9
         s.close()
 
 
-def test_once_the_headers_are_in_a_slow_request_is_not_cut(server):
+def test_once_the_headers_are_in_a_slow_request_is_not_cut(timeouts_server):
     # the repository index: a POST with a body and no model deadline (an infer request's own
     # deadline counts from its arrival, and would answer 504 to so slow a body)
     body = json.dumps({"ready": True}).encode()
-    s = _connect(server)
+    s = _connect(timeouts_server)
     s.sendall(b"POST /v2/repository/index HTTP/1.1\r\n")
     time.sleep(0.4)  # headers in two parts, within the limit
     s.sendall(b"Host: x\r\nContent-Type: application/json\r\n")
