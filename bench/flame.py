@@ -27,7 +27,7 @@ from pathlib import Path
 from bench.server_procs import ServerProcess, free_port
 from bench.server_wrk import ensure_wrk, lua_script, run_wrk
 from bench.workers import SESSION
-from loadtests.mix import served_classify_tasks
+from loadtests.mix import pipeline_rows, served_classify_tasks
 
 __all__ = ["PATHS", "main"]
 
@@ -58,10 +58,11 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / 100.0  # utime + stime, clock ticks
 
 
-def _get(port: int, path: str, body: dict | None = None) -> tuple[int, bytes]:
-    data = None if body is None else json.dumps(body).encode()
+def _post(port: int, path: str, body: dict) -> tuple[int, bytes]:
     req = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", data=data, headers={"content-type": "application/json"}
+        f"http://127.0.0.1:{port}{path}",
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json"},
     )
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
@@ -72,10 +73,10 @@ def _get(port: int, path: str, body: dict | None = None) -> tuple[int, bytes]:
 
 def _classify_task(port: int) -> str | None:
     """The head `classify` profiles: sentiment when served, else the first served head."""
-    status, raw = _get(port, "/v1/pipelines")
-    if status != 200:
+    try:
+        heads = served_classify_tasks(pipeline_rows(f"http://127.0.0.1:{port}"))
+    except OSError:
         return None
-    heads = served_classify_tasks(json.loads(raw)["pipelines"])
     return "sentiment" if "sentiment" in heads else (heads[0] if heads else None)
 
 
@@ -83,7 +84,7 @@ def _body(port: int, name: str) -> tuple[str, dict]:
     path, body = PATHS[name]
     if name == "classify":
         body = {**body, "task": _classify_task(port) or body["task"]}
-    status, raw = _get(port, path, body)
+    status, raw = _post(port, path, body)
     if status != 200:
         raise SystemExit(
             f"bench flame: {name} ({path}) answered {status}, not 200, so it is not profiled: "

@@ -4,7 +4,6 @@ models, then the pipelines over them, and drains everything on shutdown."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -80,14 +79,12 @@ def create_app(
         if settings.model_control_mode == "poll":
             poller.remember()
             poller.start(settings.repository_poll_secs)
-        sweeper = asyncio.create_task(bodies.run(), name="body-timeouts")
         try:
             if grpc_server is not None:
                 await grpc_server.start()  # a taken port fails the start, as uvicorn's does
             app.state.started = True
             yield
         finally:
-            sweeper.cancel()
             admission.draining = True  # the one draining flag: admission and readiness read it
             if grpc_server is not None:
                 await grpc_server.stop(settings.graceful_timeout_s)

@@ -103,9 +103,10 @@ def run(
 def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
     http: Any = settings.http
     if http == "httptools":
-        from server.http.protocol import OneWriteHttpToolsProtocol
+        from server.http.protocol import OneWriteHttpToolsProtocol, header_deadlines
 
-        http = partial(OneWriteHttpToolsProtocol, header_timeout_s=settings.header_timeout_s)
+        due = header_deadlines(settings.header_timeout_s)
+        http = partial(OneWriteHttpToolsProtocol, headers_due=due)
     return uvicorn.Config(
         app,
         host=settings.host,

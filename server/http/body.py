@@ -10,24 +10,21 @@ as Triton accepts them) are decompressed to at most `max_body_bytes` (a larger r
 a small compressed body cannot expand without bound); `Inference-Header-Content-Length` counts
 the decompressed bytes, as Triton's does. Other encodings are 415.
 
-No timer per request: a read registers its task and start time in a dict, and one task per
-process (`run`, started with the app) ends the reads older than the limit once a second. A
-per-request `asyncio.timeout` cost ~10 us and `loop.call_later` ~4 us of CPU (measured with
-uvloop), against a dict insert and delete here; the limit is kept to within that second."""
+The body deadline is a `LateSweep` (no timer per request): a late read's task is cancelled, and
+the cancel becomes the 408."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 import zlib
 
 from litestar import Request
 
 from server.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from server.http.sweep import LateSweep
 
 __all__ = ["BodyReads"]
 
-SWEEP_S = 1.0
 # zlib's window bits: gzip's header and trailer; deflate as RFC 9110 defines it (the zlib
 # format, which tritonclient sends), raw deflate streams accepted as some clients send them
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
@@ -66,7 +63,7 @@ class BodyReads:
     def __init__(self, timeout_s: float, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.timeout_s = timeout_s
         self.max_bytes = max_bytes
-        self._since: dict[asyncio.Task, float] = {}  # reads in progress: task -> start
+        self._reads: LateSweep[asyncio.Task] = LateSweep(timeout_s, self._expire)
         self._expired: set[asyncio.Task] = set()
 
     async def read(self, request: Request) -> bytes:
@@ -90,7 +87,7 @@ class BodyReads:
     async def _receive(self, request: Request) -> bytes:
         task = asyncio.current_task()
         assert task is not None
-        self._since[task] = time.monotonic()
+        self._reads.wait(task)
         try:
             return await request.body()
         except asyncio.CancelledError:
@@ -101,19 +98,13 @@ class BodyReads:
                 f"request body not received within {self.timeout_s:g} s (body_timeout_s)"
             ) from None
         finally:
-            del self._since[task]
+            self._reads.done(task)
             self._expired.discard(task)
+
+    def _expire(self, task: asyncio.Task) -> None:
+        self._expired.add(task)
+        task.cancel()
 
     def sweep(self, now: float) -> int:
         """Cancel the reads started more than `timeout_s` before `now`; how many."""
-        late = [t for t, t0 in self._since.items() if now - t0 > self.timeout_s]
-        for task in late:
-            if task not in self._expired:
-                self._expired.add(task)
-                task.cancel()
-        return len(late)
-
-    async def run(self, period_s: float = SWEEP_S) -> None:
-        while True:
-            await asyncio.sleep(period_s)
-            self.sweep(time.monotonic())
+        return self._reads.sweep(now)

@@ -11,64 +11,25 @@ request line, stays open for good (measured: still open after 80 s), so a few th
 exhaust the server's file descriptors (slowloris). A connection waiting for headers (new, or
 between keep-alive requests once uvicorn's own keep-alive timer is cancelled by the first bytes)
 is closed when they take longer than `header_timeout_s` (Go's `ReadHeaderTimeout`, nginx's
-`client_header_timeout`). As for bodies (`body.py`), one sweep a second per event loop, not a
-timer per request.
+`client_header_timeout`), by a `LateSweep` shared by the server's connections (`sweep.py`: no
+timer per request).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-import weakref
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["OneWriteHttpToolsProtocol", "HeaderDeadlines"]
+from server.http.sweep import LateSweep
 
-SWEEP_S = 1.0
-
-
-class HeaderDeadlines:
-    """The connections of one event loop that wait for a request's headers, since when; the
-    sweep closes those waiting longer than `timeout_s`."""
-
-    def __init__(self, timeout_s: float) -> None:
-        self.timeout_s = timeout_s
-        self.waiting: dict[asyncio.BaseProtocol, float] = {}
-        self._task: asyncio.Task | None = None
-
-    def wait(self, protocol: asyncio.BaseProtocol) -> None:
-        self.waiting[protocol] = time.monotonic()
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="header-timeouts")
-
-    def done(self, protocol: asyncio.BaseProtocol) -> None:
-        self.waiting.pop(protocol, None)
-
-    def sweep(self, now: float) -> int:
-        late = [p for p, t0 in self.waiting.items() if now - t0 > self.timeout_s]
-        for p in late:
-            del self.waiting[p]
-            p.transport.close()  # type: ignore[attr-defined]
-        return len(late)
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(SWEEP_S)
-            self.sweep(time.monotonic())
+__all__ = ["OneWriteHttpToolsProtocol", "header_deadlines"]
 
 
-_deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HeaderDeadlines] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _deadlines_of(loop: asyncio.AbstractEventLoop, timeout_s: float) -> HeaderDeadlines:
-    d = _deadlines.get(loop)
-    if d is None:
-        d = _deadlines[loop] = HeaderDeadlines(timeout_s)
-    return d
+def header_deadlines(timeout_s: float) -> LateSweep[asyncio.BaseProtocol]:
+    """The connections waiting for a request's headers; one late is closed."""
+    return LateSweep(timeout_s, lambda p: p.transport.close())  # type: ignore[attr-defined]
 
 
 class _CoalescingTransport:
@@ -100,9 +61,12 @@ class _CoalescingTransport:
 
 
 class OneWriteHttpToolsProtocol(HttpToolsProtocol):
-    def __init__(self, *args: Any, header_timeout_s: float = 10.0, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, headers_due: LateSweep[asyncio.BaseProtocol], **kwargs: Any
+    ) -> None:
+        """`headers_due`: the server's `header_deadlines`, shared by its connections."""
         super().__init__(*args, **kwargs)
-        self._headers_due = _deadlines_of(self.loop, header_timeout_s)
+        self._headers_due = headers_due
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_CoalescingTransport(transport))  # type: ignore[arg-type]

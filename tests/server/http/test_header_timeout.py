@@ -9,7 +9,7 @@ import json
 import socket
 import time
 
-from server.http.protocol import HeaderDeadlines
+from server.http.protocol import header_deadlines
 from tests.server.http.conftest import HEADER_TIMEOUT_S
 
 
@@ -23,7 +23,7 @@ class _Closing:
 
 
 def test_the_sweep_closes_only_the_late():
-    d = HeaderDeadlines(timeout_s=10.0)
+    d = header_deadlines(timeout_s=10.0)
     late, fresh = _Closing(), _Closing()
     d.waiting[late] = 100.0
     d.waiting[fresh] = 105.0
